@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with nothing but Python 3.11:
+#   make demo   installs everything into .venv, fine-tunes the bundled model on the shipped samples
+#   make test   installs everything into .venv and runs the test suite (CI runs this)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0   # the CPU wheel; never a multi-GB CUDA build
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/fieldtune demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+bench: install
+	$(BIN)/python bench/conll2003.py --data ../shared/data/conll2003
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

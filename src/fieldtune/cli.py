@@ -1,0 +1,152 @@
+"""``fieldtune`` command line: thin typer commands over the plain functions of the package.
+
+User errors print a message (file, line, fix) and exit with code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune, evaluate and use pretrained language models.")
+err = Console(stderr=True)
+out = Console()
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def _user_errors(fn):
+    """Turn a UserError into a clean message and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _quiet_libraries()
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@app.command()
+@_user_errors
+def train(
+    config: Path = typer.Argument(None, help="run.yaml"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=3"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run's last checkpoint"),
+    help_config: bool = typer.Option(False, "--help-config", help="list every config field with its default"),
+) -> None:
+    """Fine-tune a model as a run.yaml describes; writes OUTPUT/model, metrics.json, report.md, plots."""
+    from .config import describe_fields
+    from .run import train as run_train
+
+    if help_config:
+        for key, default, doc in describe_fields():
+            out.print(f"[bold]{key}[/] = {default}\n    {doc}", highlight=False)
+        return
+    if config is None:
+        raise UserError("missing run.yaml", hint="fieldtune train run.yaml [key=value ...]")
+    result = run_train(config, overrides or [], resume=resume)
+    _print_metrics(result.metrics)
+    out.print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report.md'}")
+
+
+@app.command("eval")
+@_user_errors
+def eval_(
+    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    data: Path = typer.Option(..., "--data", help="labelled file in the training format"),
+    output: Optional[Path] = typer.Option(None, "--output", help="metrics JSON (default: next to the model)"),
+) -> None:
+    """Evaluate a saved model on a labelled file; prints and writes metrics JSON."""
+    from .evaluate import evaluate_file
+
+    metrics, path = evaluate_file(model, data, output)
+    _print_metrics({"eval": metrics})
+    out.print(f"metrics: {path}")
+
+
+@app.command()
+@_user_errors
+def predict(
+    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    texts: Optional[list[str]] = typer.Argument(None, help="texts to predict (or use --input)"),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="texts.txt (one per line) or texts.jsonl"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write JSON lines here (default: stdout)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="classification: the k best labels"),
+    text_key: str = typer.Option("text", "--text-key", help="JSONL input: the field holding the text"),
+) -> None:
+    """Predict on raw text: one JSON line per input line."""
+    from .batch import predict_file, predict_texts
+
+    if input is not None:
+        n = predict_file(model, input, output, top_k=top_k, text_key=text_key)
+        if output is not None:
+            err.print(f"wrote {n} predictions to {output}")
+    elif texts:
+        for line in predict_texts(model, texts, top_k=top_k):
+            print(line)
+    else:
+        raise UserError("nothing to predict", hint="pass texts as arguments or --input FILE")
+
+
+@app.command()
+@_user_errors
+def models() -> None:
+    """List bundled model aliases and where they resolve."""
+    from .zoo import list_models
+
+    table = Table("alias", "resolves to", "description")
+    table.columns[1].overflow = "fold"
+    for row in list_models():
+        table.add_row(row["alias"], row["resolves_to"], row["description"])
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def demo(output: Path = typer.Option(Path("runs/demo"), help="where the demo runs go")) -> None:
+    """Fine-tune the bundled model on the shipped samples (intents + NER) and show predictions."""
+    from .demo import run_demo
+
+    run_demo(output, out)
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table("split", "metric", "value")
+    for split, row in metrics.items():
+        if not isinstance(row, dict):
+            continue
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                table.add_row(split, key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

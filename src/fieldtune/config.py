@@ -1,0 +1,177 @@
+"""The typed run config: YAML file + dotted ``key=value`` overrides, validated by pydantic.
+
+Every field has a default and a description (``fieldtune train --help-config`` prints them);
+unknown keys and wrong types are errors that name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the data is and how to read it."""
+
+    train: Path = Field(description="Training file: .csv/.tsv/.jsonl (classification), CoNLL .txt or .jsonl (ner).")
+    dev: Path | None = Field(None, description="Dev file for model selection; if absent, split from train.")
+    test: Path | None = Field(None, description="Test file, evaluated once with the best model.")
+    format: Literal["auto", "csv", "tsv", "jsonl", "conll"] = Field(
+        "auto", description="File format; 'auto' decides by extension (.csv .tsv .jsonl .json; else CoNLL).")
+    text_column: str | None = Field(None, description="Text column (classification). Default: 'text', 'sentence' or the first column.")
+    label_column: str | None = Field(None, description="Label column (classification). Default: 'label', 'labels', 'category', 'intent' or the last column.")
+    label_separator: str = Field("|", description="Multi-label: separator when labels are one delimited string.")
+    encoding: str = Field("utf-8", description="Text encoding of the data files, e.g. latin-1, utf-8-sig.")
+    dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Fraction of train held out as dev when no dev file is given (stratified, seeded).")
+    limit: int | None = Field(None, gt=0, description="Use only the first N training examples (quick experiments).")
+
+
+class TrainConfig(_Strict):
+    """How the optimisation runs. Comments say what each knob does and what to try."""
+
+    epochs: int = Field(3, ge=1, description="Passes over the training data (early stopping may end sooner).")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate; try 2e-5..1e-4 for full fine-tuning, 1e-3 for head-only.")
+    batch_size: int = Field(32, ge=1, description="Examples per optimizer step (per process), before accumulation.")
+    grad_accum: int = Field(1, ge=1, description="Accumulate gradients over N batches: effective batch = batch_size * N * processes.")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW (no decay on bias/LayerNorm) or SGD with momentum 0.9.")
+    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay for AdamW (L2 for SGD).")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate decay after warm-up.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps spent warming up linearly from 0.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value (null: no clipping).")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden dropout (null: keep the pretrained value).")
+    attention_dropout: float = Field(0.0, ge=0, lt=1, description="Attention-probability dropout; 0 is faster and rarely hurts fine-tuning.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast; 'auto' uses it where the CPU/GPU has native bf16 matmul (AMX, Ampere+).")
+    max_length: int | None = Field(None, ge=8, description="Max word-pieces per window (null: the model's limit). NER splits longer sentences into windows.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together: far less padding, same quality.")
+    eval_every: int | None = Field(None, ge=1, description="Evaluate on dev every N optimizer steps (null: once per epoch).")
+    patience: int | None = Field(3, ge=1, description="Stop after N evaluations without dev improvement (null: never stop early).")
+    metric: str | None = Field(None, description="Dev metric to select on (default: f1 for ner, accuracy / micro_f1 for classification).")
+    seed: int = Field(42, description="Seeds data order, splits, head init and dropout: same seed => same metrics.")
+    eval_batch_size: int = Field(64, ge=1, description="Examples per forward pass at evaluation.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (null: all cores of this process's share).")
+    checkpoint: bool = Field(True, description="Save a resumable checkpoint at each evaluation (output/checkpoints).")
+
+
+class RunConfig(_Strict):
+    """One fine-tuning run."""
+
+    task: Literal["classification", "multilabel", "ner"] = Field(description="What to predict.")
+    model: str = Field("minilm", description="Bundled alias (see `fieldtune models`), local HF directory, or hub id.")
+    method: Literal["full", "freeze", "head"] = Field("full", description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe.")
+    freeze_layers: int = Field(2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always).")
+    data: DataConfig
+    output: Path = Field(Path("runs/run"), description="Run directory: model/, metrics.json, report.md, plots, log.jsonl.")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.data.dev is None and self.data.train == self.data.test:
+            raise ValueError("data.test is the same file as data.train; give a held-out test file")
+        return self
+
+    def selection_metric(self) -> str:
+        """The dev metric early stopping and model selection use."""
+        if self.train.metric:
+            return self.train.metric
+        return {"ner": "f1", "classification": "accuracy", "multilabel": "micro_f1"}[self.task]
+
+
+def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] = ()) -> RunConfig:
+    """Build a validated :class:`RunConfig`.
+
+    Args:
+        source: A YAML file path, a plain dict or an existing config.
+        overrides: Dotted ``key=value`` strings applied on top, values parsed as YAML
+            (``train.epochs=3``, ``data.dev=null``).
+
+    Raises:
+        UserError: Missing file, bad YAML, unknown keys or values of the wrong type.
+    """
+    base_dir = Path(".")
+    if isinstance(source, RunConfig):
+        raw = source.model_dump(mode="json", exclude_unset=True)
+    elif isinstance(source, dict):
+        raw = dict(source)
+    else:
+        path = Path(source)
+        raw = _read_yaml(path)
+        base_dir = path.parent
+    for item in overrides:
+        _apply_override(raw, item)
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_describe(err, source), hint="see `fieldtune train --help-config` for every field") from None
+    return _resolve_paths(config, base_dir)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError("config file not found", path=path, hint="pass the path of a run.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        raise UserError(f"invalid YAML: {getattr(err, 'problem', err)}", path=path,
+                        line=None if line is None else line + 1) from None
+    if not isinstance(raw, dict):
+        raise UserError("the config must be a YAML mapping (key: value lines)", path=path)
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {item!r} is not key=value", hint="e.g. train.epochs=3")
+    node = raw
+    *parents, leaf = key.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {item!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(value) if value.strip() else None
+
+
+def _describe(err: ValidationError, source: object) -> str:
+    where = f" in {source}" if isinstance(source, (str, Path)) else ""
+    lines = [f"invalid config{where}:"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {field}: {msg} (got {e.get('input')!r})"[:300])
+    return "\n".join(lines)
+
+
+def _resolve_paths(config: RunConfig, base_dir: Path) -> RunConfig:
+    """Data paths in a YAML file are relative to that file (like spaCy / torchtune configs)."""
+    data = config.data
+    for name in ("train", "dev", "test"):
+        value = getattr(data, name)
+        if value is not None and not value.is_absolute() and not value.exists():
+            candidate = base_dir / value
+            if candidate.exists():
+                setattr(data, name, candidate)
+    return config
+
+
+def describe_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, description) for every config field, for `--help-config`."""
+    rows = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows += describe_fields(ann, f"{prefix}{name}.")
+            continue
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        rows.append((f"{prefix}{name}", default, field.description or ""))
+    return rows

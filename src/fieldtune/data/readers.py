@@ -1,0 +1,197 @@
+"""Readers for CSV/TSV, JSONL and CoNLL column files.
+
+Each reader returns a :class:`Dataset`; every problem raises a :class:`UserError` naming the
+file, the line and the fix. Nothing is dropped silently: a row that can't be used is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .examples import Dataset, TaggedSentence, TextExample
+from .tags import check_tag, normalize_tags
+
+TEXT_COLUMNS = ("text", "sentence", "content", "query", "utterance")
+LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "tags")
+
+
+def read_examples(path: str | Path, task: str, data_cfg: Any) -> Dataset:
+    """Read a data file for ``task`` ('classification' | 'multilabel' | 'ner')."""
+    path = Path(path)
+    fmt = _detect_format(path, data_cfg.format, task)
+    text = read_text(path, data_cfg.encoding)
+    if task == "ner":
+        dataset = _read_tagged_jsonl(path, text) if fmt == "jsonl" else _read_conll(path, text)
+    elif fmt == "jsonl":
+        dataset = _read_text_jsonl(path, text, data_cfg, multilabel=task == "multilabel")
+    else:
+        delimiter = "\t" if fmt == "tsv" else ","
+        dataset = _read_table(path, text, delimiter, data_cfg, multilabel=task == "multilabel")
+    if not dataset.examples:
+        raise UserError("no examples in file", path=path, hint="check the format and the file content")
+    return dataset
+
+
+def read_text(path: Path, encoding: str) -> str:
+    """Whole file as text; missing, empty or wrongly encoded files are clear errors."""
+    if not path.is_file():
+        raise UserError("file not found", path=path, hint="check the path (relative paths are from the config file's folder)")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError("file is empty", path=path)
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(
+            f"byte {raw[err.start]:#04x} is not valid {encoding}",
+            path=path,
+            line=line,
+            hint="set data.encoding to the file's encoding (e.g. data.encoding=latin-1) or re-save it as UTF-8",
+        ) from None
+    except LookupError:
+        raise UserError(f"unknown encoding {encoding!r}", hint="use a Python codec name such as utf-8 or latin-1") from None
+
+
+def _detect_format(path: Path, fmt: str, task: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    if task == "ner":
+        return "conll"
+    raise UserError(f"can't tell the format of a {suffix or 'suffix-less'} file", path=path,
+                    hint="set data.format to csv, tsv or jsonl")
+
+
+def _read_conll(path: Path, text: str) -> Dataset:
+    sentences, tokens, tags, start, iob1 = [], [], [], 0, False
+
+    def flush() -> None:
+        nonlocal tokens, tags, iob1
+        if tokens:
+            fixed, changed = normalize_tags(tags)
+            iob1 |= changed
+            sentences.append(TaggedSentence(tuple(tokens), tuple(fixed), start))
+        tokens, tags = [], []
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            flush()
+            continue
+        if fields[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(fields) < 2:
+            raise UserError(f"token {fields[0]!r} has no tag", path=path, line=number,
+                            hint="each line is `token ... TAG` (tag in the last column); a blank line ends a sentence")
+        check_tag(fields[-1], path, number)
+        if not tokens:
+            start = number
+        tokens.append(fields[0])
+        tags.append(fields[-1])
+    flush()
+    notes = ["IOB1 tags converted to IOB2"] if iob1 else []
+    return Dataset(path, sentences, notes)
+
+
+def _read_tagged_jsonl(path: Path, text: str) -> Dataset:
+    sentences, iob1 = [], False
+    for number, obj in _jsonl_objects(path, text):
+        tokens, tags = obj.get("tokens"), obj.get("tags", obj.get("ner_tags"))
+        if not isinstance(tokens, list) or not isinstance(tags, list):
+            raise UserError('expected {"tokens": [...], "tags": [...]}', path=path, line=number)
+        if len(tokens) != len(tags):
+            raise UserError(f"{len(tokens)} tokens but {len(tags)} tags", path=path, line=number)
+        if not tokens:
+            raise UserError("empty token list", path=path, line=number, hint="remove the line")
+        for tag in tags:
+            check_tag(str(tag), path, number)
+        fixed, changed = normalize_tags([str(t) for t in tags])
+        iob1 |= changed
+        sentences.append(TaggedSentence(tuple(str(t) for t in tokens), tuple(fixed), number))
+    return Dataset(path, sentences, ["IOB1 tags converted to IOB2"] if iob1 else [])
+
+
+def _read_text_jsonl(path: Path, text: str, cfg: Any, multilabel: bool) -> Dataset:
+    examples = []
+    objects = list(_jsonl_objects(path, text))
+    keys = list(objects[0][1].keys()) if objects else []
+    text_key = _pick_column(keys, cfg.text_column, TEXT_COLUMNS, 0, "text", path)
+    label_key = _pick_column(keys, cfg.label_column, LABEL_COLUMNS, -1, "label", path)
+    for number, obj in objects:
+        if text_key not in obj or label_key not in obj:
+            raise UserError(f"missing key {text_key!r} or {label_key!r}", path=path, line=number)
+        examples.append(_make_example(obj[text_key], obj[label_key], cfg, multilabel, path, number))
+    return Dataset(path, examples)
+
+
+def _read_table(path: Path, text: str, delimiter: str, cfg: Any, multilabel: bool) -> Dataset:
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = reader.fieldnames or []
+    text_key = _pick_column(columns, cfg.text_column, TEXT_COLUMNS, 0, "text", path)
+    label_key = _pick_column(columns, cfg.label_column, LABEL_COLUMNS, -1, "label", path)
+    if text_key == label_key:
+        raise UserError(f"text and label are the same column {text_key!r}", path=path, line=1,
+                        hint="set data.text_column and data.label_column")
+    examples = []
+    for row in reader:
+        number = reader.line_num
+        if row.get(text_key) is None or row.get(label_key) is None:
+            raise UserError(f"row has {len(row) - (None in row)} fields, the header has {len(columns)}",
+                            path=path, line=number, hint="quote fields that contain the delimiter")
+        examples.append(_make_example(row[text_key], row[label_key], cfg, multilabel, path, number))
+    return Dataset(path, examples)
+
+
+def _make_example(text: Any, label: Any, cfg: Any, multilabel: bool, path: Path, line: int) -> TextExample:
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("empty text", path=path, line=line, hint="remove the row or fill in its text")
+    if multilabel:
+        labels = label if isinstance(label, list) else [p for p in str(label).split(cfg.label_separator)]
+        labels = tuple(sorted({str(x).strip() for x in labels if str(x).strip()}))
+    else:
+        if isinstance(label, list) or label is None or not str(label).strip():
+            raise UserError(f"expected one label, got {label!r}", path=path, line=line,
+                            hint="use task: multilabel for several labels per text")
+        labels = (str(label).strip(),)
+    return TextExample(text, labels, line)
+
+
+def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], fallback: int,
+                 kind: str, path: Path) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise UserError(f"no {kind} column {wanted!r}; columns are {columns}", path=path, line=1,
+                            hint=f"set data.{kind}_column to one of them")
+        return wanted
+    for name in defaults:
+        if name in columns:
+            return name
+    if len(columns) < 2:
+        raise UserError(f"need a text and a label column; found {columns}", path=path, line=1,
+                        hint="add a header line such as `text,label`, or set data.format / the delimiter")
+    raise UserError(f"no {kind} column among {columns}", path=path, line=1,
+                    hint=f"name it {defaults[0]!r} or set data.{kind}_column")
+
+
+def _jsonl_objects(path: Path, text: str):
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"invalid JSON: {err.msg}", path=path, line=number, hint="one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise UserError("expected a JSON object", path=path, line=number)
+        yield number, obj

@@ -1,0 +1,34 @@
+"""``fieldtune demo`` / ``make demo``: the whole path on the bundled model and shipped samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .predict import load
+from .run import train
+
+CONFIGS = Path(__file__).parent / "configs"
+EXAMPLES = {
+    "banking77": ["My card still hasn't arrived after two weeks.", "What's the fee for taking cash out at an ATM?",
+                  "I typed my PIN wrong too many times and now it's blocked."],
+    "wnut17": ["Just watched Stranger Things with Sarah in London !", "Anyone tried the new iPhone from Apple yet ?"],
+}
+
+
+def run_demo(output: Path, console: Console) -> None:
+    """Train both sample tasks, print a metrics table and a few predictions."""
+    table = Table("run", "task", "dev", "test", "baseline (test)", "train s", "tokens/s")
+    for name in ("banking77", "wnut17"):
+        console.rule(f"[bold]{name}")
+        result = train(CONFIGS / f"{name}.yaml", [f"output={output / name}"])
+        m, key = result.metrics, "accuracy" if "accuracy" in result.metrics["dev"] else "f1"
+        table.add_row(name, f"{key}", f"{m['dev'][key]:.3f}", f"{m['test'][key]:.3f}", f"{m['baseline'][key]:.3f}",
+                      f"{m['train']['wall_s']:.0f}", f"{m['train']['tokens_per_s']:.0f}")
+        predictor = load(result.model_dir)
+        for text in EXAMPLES[name]:
+            console.print(f"  {text!r}\n    -> {predictor.predict(text)}", highlight=False)
+        console.print(f"  report: {result.output_dir / 'report.md'}")
+    console.print(table)

@@ -1,0 +1,26 @@
+"""``fieldtune eval``: score a saved model on a labelled file read the way its training data was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .artifacts import find_model_dir
+from .config import DataConfig
+from .data.readers import read_examples
+from .data.splits import check_labels_seen
+from .predict import Predictor
+
+
+def evaluate_file(model: str | Path, data: Path, output: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Metrics of the model at ``model`` on ``data``; written to ``output`` (default beside the model)."""
+    model_dir = find_model_dir(model)
+    predictor = Predictor.load(model_dir)
+    settings = predictor.meta["config"]["data"] | {"train": str(data), "dev": None, "test": None, "limit": None}
+    dataset = read_examples(data, predictor.meta["task"], DataConfig.model_validate(settings))
+    check_labels_seen(predictor.task.gold_names(predictor.labels), dataset, "eval")
+    metrics = {"data": str(data), "examples": len(dataset), **predictor.evaluate(dataset.examples)}
+    path = output or model_dir.parent / f"eval-{Path(data).stem}.json"
+    path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics, path

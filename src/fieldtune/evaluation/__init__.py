@@ -1,0 +1,1 @@
+"""Metrics (seqeval, scikit-learn), reports and plots."""

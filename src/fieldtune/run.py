@@ -1,0 +1,196 @@
+"""``fieldtune.train(config)``: the whole path from data files to an evaluated, saved model.
+
+Everything the user gave is validated (config, data, model) before the output folder is
+created, so a bad input never leaves a partial run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from . import __version__
+from .artifacts import save_artifact
+from .config import RunConfig, load_config
+from .data.prepare import Splits, prepare_splits
+from .errors import UserError
+from .evaluation.plots import learning_curve_png
+from .evaluation.report import render_report
+from .inference import forward_logits
+from .methods import apply_method
+from .tasks import Task, get_task
+from .training.loop import Loop
+from .zoo import offline_env, resolve
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: where things are and the numbers."""
+
+    output_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+
+
+def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Fine-tune, evaluate and save. ``config``: a run.yaml path, a dict or a :class:`RunConfig`."""
+    started = time.perf_counter()
+    offline_env()
+    cfg = load_config(config, list(overrides))
+    task = get_task(cfg.task)
+    splits = prepare_splits(cfg)
+    labels = task.label_list(splits.train)
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no",
+                              gradient_accumulation_steps=cfg.train.grad_accum)
+    _set_threads(cfg)
+    set_seed(cfg.train.seed)
+    model, tokenizer, max_length = load_model(cfg, task, labels)
+    params = apply_method(model, cfg.method, cfg.freeze_layers)
+    label2id = {label: i for i, label in enumerate(labels)}
+    encoded = {name: task.encode(ex, tokenizer, label2id, max_length)
+               for name, ex in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)) if ex}
+    out = cfg.output
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.yaml").write_text(_yaml(cfg), encoding="utf-8")
+        if not resume:
+            (out / "log.jsonl").unlink(missing_ok=True)
+    pad_id = tokenizer.pad_token_id
+
+    def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
+        logits = forward_logits(m, encoded["dev"], cfg.train.eval_batch_size, pad_id)
+        return task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], logits, dict(enumerate(labels)), {}), labels)
+
+    loop = Loop(model, encoded["train"], dev_metrics, cfg.train, cfg.selection_metric(), accelerator, pad_id,
+                ckpt_dir=out / "checkpoints", on_eval=lambda r: _append_log(out / "log.jsonl", r), progress=progress)
+    state = loop.run(resume=resume)
+    model = accelerator.unwrap_model(loop.model)
+    tokens = accelerator.reduce(torch.tensor([state.real_tokens, state.padded_tokens]), reduction="sum").tolist()
+    train_stats = {
+        "wall_s": round(time.perf_counter() - started, 2), "train_s": round(state.seconds, 2),
+        "time_to_best_s": round(state.best_seconds, 2), "best_epoch": state.best_epoch,
+        "best_step": state.best_step, "steps": state.step, "stopped_early": state.stopped_early,
+        "train_tokens": tokens[0], "padded_tokens": tokens[1],
+        "tokens_per_s": round(tokens[0] / max(state.seconds, 1e-9), 1), "processes": accelerator.num_processes,
+        "precision": "bf16" if use_bf16(cfg) else "fp32",
+    }
+    result = _finish(cfg, task, splits, labels, model, tokenizer, max_length, encoded, params, state.history,
+                     train_stats, accelerator)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def use_bf16(cfg: RunConfig) -> bool:
+    """bf16 autocast when asked, or on 'auto' where the hardware has native bf16 matmul."""
+    if cfg.train.precision != "auto":
+        return cfg.train.precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags
+
+
+def load_model(cfg: RunConfig, task: Task, labels: list[str]):
+    """Tokenizer + pretrained encoder with a fresh head for ``labels``."""
+    path = resolve(cfg.model)
+    overrides = {"attention_probs_dropout_prob": cfg.train.attention_dropout}
+    if cfg.train.dropout is not None:
+        overrides.update(hidden_dropout_prob=cfg.train.dropout, dropout=cfg.train.dropout)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        config = transformers.AutoConfig.from_pretrained(path)
+        for key, value in overrides.items():
+            if hasattr(config, key):
+                setattr(config, key, value)
+        config.update({"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                       "label2id": {label: i for i, label in enumerate(labels)}, **task.model_kwargs(labels)})
+        model = getattr(transformers, task.auto_model).from_pretrained(path, config=config)
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load model {cfg.model!r}: {str(err).splitlines()[0]}",
+                        hint="use a bundled alias (`fieldtune models`), a local folder, or set HF_HUB_OFFLINE=0 to "
+                             "download a hub id") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"model {cfg.model!r} has no fast tokenizer", hint="fieldtune needs word alignment from a fast tokenizer")
+    limit = getattr(config, "max_position_embeddings", 512)
+    max_length = min(cfg.train.max_length or limit, limit, tokenizer.model_max_length)
+    return model, tokenizer, max_length
+
+
+def _finish(cfg, task, splits: Splits, labels, model, tokenizer, max_length, encoded, params, history,
+            train_stats, accelerator) -> RunResult:
+    """Final dev/test evaluation with the best weights, then the artifact, metrics, report, plots."""
+    id2label = dict(enumerate(labels))
+    model.eval()
+    dev_logits = forward_logits(model, encoded["dev"], cfg.train.eval_batch_size, tokenizer.pad_token_id)
+    state = task.tune(splits.dev, encoded["dev"], dev_logits, labels)
+    metrics: dict[str, Any] = {"dev": task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], dev_logits, id2label, state), labels)}
+    scored, test_preds = splits.dev, None
+    if splits.test:
+        logits = forward_logits(model, encoded["test"], cfg.train.eval_batch_size, tokenizer.pad_token_id)
+        test_preds = task.decode(splits.test, encoded["test"], logits, id2label, state)
+        metrics["test"] = task.metrics(splits.test, test_preds, labels)
+        scored = splits.test
+    metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
+    metrics["train"] = train_stats
+    out = cfg.output
+    if not accelerator.is_main_process:
+        return RunResult(out, out / "model", metrics)
+    plots = [learning_curve_png(history, cfg.selection_metric(), out / "learning_curve.png")]
+    if test_preds is not None:
+        plots += task.plots(splits.test, test_preds, labels, out)
+    meta = _meta(cfg, labels, state, max_length, metrics, params, splits)
+    save_artifact(model, tokenizer, meta, out / "model")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    summary = {"config": cfg.model_dump(mode="json"), "metrics": metrics, "sizes": splits.sizes(), "labels": labels,
+               "params": params, "metric": cfg.selection_metric(), "notes": splits.notes, "plots": plots}
+    (out / "report.md").write_text(render_report(summary), encoding="utf-8")
+    return RunResult(out, out / "model", metrics)
+
+
+def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> dict[str, Any]:
+    import accelerate
+    import seqeval  # noqa: F401
+    import sklearn
+
+    return {
+        "fieldtune_version": __version__, "task": cfg.task, "labels": labels, "state": state,
+        "max_length": max_length, "base_model": {"name": cfg.model, "resolved": resolve(cfg.model)},
+        "method": cfg.method, "params": params, "config": cfg.model_dump(mode="json"),
+        "metrics": {k: metrics[k] for k in ("dev", "test", "baseline") if k in metrics},
+        "data": splits.fingerprints, "sizes": splits.sizes(), "notes": splits.notes,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+                     "scikit-learn": sklearn.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _set_threads(cfg: RunConfig) -> None:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
+
+
+def _yaml(cfg: RunConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,176 @@
+"""The training loop on ``accelerate``: one process on a laptop CPU, DDP under ``accelerate launch``.
+
+Evaluates on dev each epoch (or every N steps), keeps the best weights, stops after ``patience``
+evaluations without improvement, restores the best weights, and writes a resumable checkpoint
+at each evaluation so ``--resume`` continues a killed run exactly where its last checkpoint was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from ..errors import UserError
+from .batching import LengthGroupedBatches, collate
+from .optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class LoopState:
+    """Everything a resumed run needs besides weights, optimizer and RNG (saved by accelerate)."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # batches of the current epoch already consumed
+    step: int = 0  # optimizer steps taken
+    best: float | None = None  # best dev metric so far
+    best_step: int = 0
+    best_epoch: float = 0.0  # epochs completed when the best model was seen
+    best_seconds: float = 0.0  # training seconds when the best model was seen
+    bad_evals: int = 0  # evaluations since the last improvement
+    real_tokens: int = 0  # non-padding word-pieces trained on (this process)
+    padded_tokens: int = 0  # word-pieces including padding
+    seconds: float = 0.0  # training seconds so far, across resumes
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Loop:
+    """Wires model, data, optimizer and checkpoints; :meth:`run` trains and returns the state."""
+
+    model: torch.nn.Module
+    features: list[dict[str, Any]]
+    evaluate: Callable[[torch.nn.Module], dict[str, Any]]  # unwrapped model -> dev metrics
+    cfg: TrainConfig
+    metric: str
+    accelerator: Accelerator
+    pad_id: int
+    ckpt_dir: Path | None = None
+    on_eval: Callable[[dict[str, Any]], None] = lambda record: None
+    progress: bool = True
+
+    def run(self, resume: bool = False) -> LoopState:
+        acc, cfg = self.accelerator, self.cfg
+        self.sampler = LengthGroupedBatches([len(f["input_ids"]) for f in self.features], cfg.batch_size,
+                                            group=cfg.group_by_length, seed=cfg.seed)
+        loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=partial(collate, pad_id=self.pad_id))
+        optimizer = build_optimizer(self.model, cfg)
+        total_steps = math.ceil(len(self.sampler) / cfg.grad_accum) * cfg.epochs  # single-process count
+        scheduler = build_scheduler(optimizer, cfg, total_steps)
+        self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
+        self.state, self.best_weights = LoopState(), None
+        if resume:
+            self._restore()
+        self._train()
+        if self.best_weights is not None:
+            acc.unwrap_model(self.model).load_state_dict(self.best_weights)
+        return self.state
+
+    def _train(self) -> None:
+        state, cfg, acc = self.state, self.cfg, self.accelerator
+        self.model.train()
+        self._loss_sum, self._loss_n, started = 0.0, 0, time.perf_counter() - state.seconds
+        self._clock = lambda: time.perf_counter() - started
+        while state.epoch < cfg.epochs and not state.stopped_early:
+            self.sampler.set_epoch(state.epoch)
+            batches = acc.skip_first_batches(self.loader, state.batch) if state.batch else self.loader
+            bar = tqdm(batches, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", initial=state.batch,
+                       total=len(self.loader), disable=not (self.progress and acc.is_main_process), leave=False)
+            for batch in bar:
+                self._step(batch)
+                if acc.sync_gradients and cfg.eval_every and state.step % cfg.eval_every == 0 and self._eval():
+                    break
+                bar.set_postfix(loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}")
+            else:
+                state.epoch, state.batch = state.epoch + 1, 0
+                if not cfg.eval_every or state.step % cfg.eval_every:
+                    self._eval()
+                continue
+            break
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> None:
+        state, acc = self.state, self.accelerator
+        with acc.accumulate(self.model):
+            loss = self.model(**batch).loss
+            acc.backward(loss)
+            if acc.sync_gradients and self.cfg.grad_clip:
+                acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        state.batch += 1
+        state.step += int(acc.sync_gradients)
+        state.real_tokens += int(batch["attention_mask"].sum())
+        state.padded_tokens += batch["attention_mask"].numel()
+        self._loss_sum, self._loss_n = self._loss_sum + float(loss.detach()), self._loss_n + 1
+
+    def _eval(self) -> bool:
+        """Evaluate on dev, track the best weights, checkpoint. Returns True to stop early."""
+        state, acc = self.state, self.accelerator
+        state.seconds = self._clock()
+        self.model.eval()
+        with torch.no_grad(), acc.autocast():
+            dev = self.evaluate(acc.unwrap_model(self.model))
+        self.model.train()
+        value = dev[self.metric]
+        improved = state.best is None or value > state.best
+        if improved:
+            state.best, state.best_step, state.best_seconds = value, state.step, state.seconds
+            state.best_epoch = self._epochs_done()
+            state.bad_evals = 0
+            self.best_weights = {k: v.detach().clone() for k, v in acc.unwrap_model(self.model).state_dict().items()}
+        else:
+            state.bad_evals += 1
+        state.stopped_early = bool(self.cfg.patience and state.bad_evals >= self.cfg.patience)
+        record = {"event": "eval", "epoch": self._epochs_done(), "step": state.step, "seconds": round(state.seconds, 2),
+                  "train_loss": round(self._loss_sum / max(self._loss_n, 1), 6), "best": improved,
+                  "dev": {k: v for k, v in dev.items() if not isinstance(v, (dict, list))}}
+        self._loss_sum, self._loss_n = 0.0, 0
+        state.history.append(record)
+        if acc.is_main_process:
+            self.on_eval(record)
+        if self.ckpt_dir is not None and self.cfg.checkpoint:
+            self._checkpoint()
+        return state.stopped_early
+
+    def _epochs_done(self) -> float:
+        return round(self.state.epoch + self.state.batch / max(len(self.loader), 1), 2)
+
+    def _checkpoint(self) -> None:
+        """Write ``last/`` atomically: to a temp folder first, then swap it in."""
+        acc, tmp, last = self.accelerator, self.ckpt_dir / "last.tmp", self.ckpt_dir / "last"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            torch.save(self.best_weights, tmp / "best_weights.pt")
+            (tmp / "loop.json").write_text(json.dumps(asdict(self.state)))
+            old = self.ckpt_dir / "last.old"
+            if last.exists():
+                last.rename(old)
+            tmp.rename(last)
+            shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _restore(self) -> None:
+        last = self.ckpt_dir / "last" if self.ckpt_dir else None
+        if last is None or not (last / "loop.json").is_file():
+            raise UserError(f"nothing to resume: no checkpoint in {self.ckpt_dir}",
+                            hint="run without --resume to start fresh")
+        self.accelerator.load_state(str(last))
+        self.state = LoopState(**json.loads((last / "loop.json").read_text()))
+        self.best_weights = torch.load(last / "best_weights.pt", weights_only=True)
