@@ -391,7 +391,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             out.append([name, r["error"]] + [""] * (len(HEADERS) - 2))
             continue
         pct = [fmt(r.get(k) and 100 * r[k], ".2f") for k in ("test_f1", "dev_f1", "test_token_acc")]
-        out.append([name, *pct, str(r["best_epoch"]), r["precision"], fmt(r["wall_s"], ".1f"),
+        out.append([name, *pct, fmt(r["best_epoch"], "g"), r["precision"], fmt(r["wall_s"], ".1f"),
                     fmt(r["tokens_per_s"], ",.0f"), fmt(r["tokens_per_s_e2e"], ",.0f"),
                     fmt(r["padded_tokens_per_s"], ",.0f"), fmt(r["pad_ratio"], ".2f"),
                     fmt(r["peak_rss_gib"], ".2f")])

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import UserError
@@ -32,7 +33,9 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            # escape: data values such as a token "[/b]" must print as is, not as rich markup
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True,
+                      emoji=False, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
 

@@ -27,8 +27,8 @@ class DataConfig(_Strict):
     test: Path | None = Field(None, description="Test file, evaluated once with the best model.")
     format: Literal["auto", "csv", "tsv", "jsonl", "conll"] = Field(
         "auto", description="File format; 'auto' decides by extension (.csv .tsv .jsonl .json; else CoNLL).")
-    text_column: str | None = Field(None, description="Text column (classification). Default: 'text', 'sentence' or the first column.")
-    label_column: str | None = Field(None, description="Label column (classification). Default: 'label', 'labels', 'category', 'intent' or the last column.")
+    text_column: str | None = Field(None, description="Text column (classification). Default: the first of text, sentence, content, query, utterance.")
+    label_column: str | None = Field(None, description="Label column (classification). Default: the first of label, labels, category, intent, class, tags.")
     label_separator: str = Field("|", description="Multi-label: separator when labels are one delimited string.")
     encoding: str = Field("utf-8", description="Text encoding of the data files, e.g. latin-1, utf-8-sig.")
     dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Fraction of train held out as dev when no dev file is given (stratified, seeded).")

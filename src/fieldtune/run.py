@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import transformers
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from . import __version__
@@ -50,8 +51,7 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     task = get_task(cfg.task)
     splits = prepare_splits(cfg)
     labels = task.label_list(splits.train)
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no",
-                              gradient_accumulation_steps=cfg.train.grad_accum)
+    accelerator = _accelerator(cfg)
     _set_threads(cfg)
     set_seed(cfg.train.seed)
     model, tokenizer, max_length = load_model(cfg, task, labels)
@@ -63,8 +63,7 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.yaml").write_text(_yaml(cfg), encoding="utf-8")
-        if not resume:
-            (out / "log.jsonl").unlink(missing_ok=True)
+        (out / "log.jsonl").unlink(missing_ok=True)  # a resumed loop re-logs its checkpoint's history
     pad_id = tokenizer.pad_token_id
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
@@ -78,16 +77,27 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     tokens = accelerator.reduce(torch.tensor([state.real_tokens, state.padded_tokens]), reduction="sum").tolist()
     train_stats = {
         "wall_s": round(time.perf_counter() - started, 2), "train_s": round(state.seconds, 2),
+        "step_s": round(state.step_seconds, 2),
         "time_to_best_s": round(state.best_seconds, 2), "best_epoch": state.best_epoch,
         "best_step": state.best_step, "steps": state.step, "stopped_early": state.stopped_early,
         "train_tokens": tokens[0], "padded_tokens": tokens[1],
-        "tokens_per_s": round(tokens[0] / max(state.seconds, 1e-9), 1), "processes": accelerator.num_processes,
+        "tokens_per_s": round(tokens[0] / max(state.step_seconds, 1e-9), 1), "processes": accelerator.num_processes,
         "precision": "bf16" if use_bf16(cfg) else "fp32",
     }
     result = _finish(cfg, task, splits, labels, model, tokenizer, max_length, encoded, params, state.history,
                      train_stats, accelerator)
     accelerator.wait_for_everyone()
     return result
+
+
+def _accelerator(cfg: RunConfig) -> Accelerator:
+    """A fresh Accelerator per run. accelerate keeps precision and accumulation in a process-wide
+    singleton; resetting it (but not the process group) lets one process run several trainings
+    with different settings, e.g. a notebook or the test suite."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no",
+                       gradient_accumulation_steps=cfg.train.grad_accum)
 
 
 def use_bf16(cfg: RunConfig) -> bool:

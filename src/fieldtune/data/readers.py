@@ -18,6 +18,7 @@ from .tags import check_tag, normalize_tags
 
 TEXT_COLUMNS = ("text", "sentence", "content", "query", "utterance")
 LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "tags")
+_MISSING = object()  # csv.DictReader restval: a row shorter than the header
 
 
 def read_examples(path: str | Path, task: str, data_cfg: Any) -> Dataset:
@@ -44,6 +45,8 @@ def read_text(path: Path, encoding: str) -> str:
     raw = path.read_bytes()
     if not raw.strip():
         raise UserError("file is empty", path=path)
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # a byte-order mark (Excel's CSVs) is not part of the first column name
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:
@@ -126,8 +129,8 @@ def _read_text_jsonl(path: Path, text: str, cfg: Any, multilabel: bool) -> Datas
     examples = []
     objects = list(_jsonl_objects(path, text))
     keys = list(objects[0][1].keys()) if objects else []
-    text_key = _pick_column(keys, cfg.text_column, TEXT_COLUMNS, 0, "text", path)
-    label_key = _pick_column(keys, cfg.label_column, LABEL_COLUMNS, -1, "label", path)
+    text_key = _pick_column(keys, cfg.text_column, TEXT_COLUMNS, "text", path)
+    label_key = _pick_column(keys, cfg.label_column, LABEL_COLUMNS, "label", path)
     for number, obj in objects:
         if text_key not in obj or label_key not in obj:
             raise UserError(f"missing key {text_key!r} or {label_key!r}", path=path, line=number)
@@ -136,18 +139,22 @@ def _read_text_jsonl(path: Path, text: str, cfg: Any, multilabel: bool) -> Datas
 
 
 def _read_table(path: Path, text: str, delimiter: str, cfg: Any, multilabel: bool) -> Dataset:
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV: quotes are text
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restval=_MISSING, quoting=quoting)
     columns = reader.fieldnames or []
-    text_key = _pick_column(columns, cfg.text_column, TEXT_COLUMNS, 0, "text", path)
-    label_key = _pick_column(columns, cfg.label_column, LABEL_COLUMNS, -1, "label", path)
+    text_key = _pick_column(columns, cfg.text_column, TEXT_COLUMNS, "text", path)
+    label_key = _pick_column(columns, cfg.label_column, LABEL_COLUMNS, "label", path)
     if text_key == label_key:
         raise UserError(f"text and label are the same column {text_key!r}", path=path, line=1,
                         hint="set data.text_column and data.label_column")
     examples = []
     for row in reader:
         number = reader.line_num
-        if row.get(text_key) is None or row.get(label_key) is None:
-            raise UserError(f"row has {len(row) - (None in row)} fields, the header has {len(columns)}",
+        # Too few fields get _MISSING, extra ones a list under key None: either way the row doesn't
+        # line up with the header (often an unquoted delimiter in the text) and would be misread.
+        missing, extra = sum(v is _MISSING for v in row.values()), len(row.get(None) or ())
+        if missing or extra:
+            raise UserError(f"row has {len(columns) - missing + extra} fields, the header has {len(columns)}",
                             path=path, line=number, hint="quote fields that contain the delimiter")
         examples.append(_make_example(row[text_key], row[label_key], cfg, multilabel, path, number))
     return Dataset(path, examples)
@@ -167,7 +174,7 @@ def _make_example(text: Any, label: Any, cfg: Any, multilabel: bool, path: Path,
     return TextExample(text, labels, line)
 
 
-def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], fallback: int,
+def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...],
                  kind: str, path: Path) -> str:
     if wanted is not None:
         if wanted not in columns:

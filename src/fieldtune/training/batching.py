@@ -52,7 +52,9 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.batch_size, self.shuffle, self.group, self.seed, self.pool = batch_size, shuffle, group, seed, pool
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
+        """Deterministic order per epoch. (Not named set_epoch: accelerate calls that with its own
+        iteration counter, which restarts at 0 after a resume.)"""
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -38,11 +38,12 @@ class LoopState:
     best: float | None = None  # best dev metric so far
     best_step: int = 0
     best_epoch: float = 0.0  # epochs completed when the best model was seen
-    best_seconds: float = 0.0  # training seconds when the best model was seen
+    best_seconds: float = 0.0  # seconds into training when the best model was seen
     bad_evals: int = 0  # evaluations since the last improvement
     real_tokens: int = 0  # non-padding word-pieces trained on (this process)
     padded_tokens: int = 0  # word-pieces including padding
-    seconds: float = 0.0  # training seconds so far, across resumes
+    seconds: float = 0.0  # seconds so far (steps, evaluations, checkpoints), across resumes
+    step_seconds: float = 0.0  # seconds spent in training steps only: the throughput denominator
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -85,12 +86,14 @@ class Loop:
         self._loss_sum, self._loss_n, started = 0.0, 0, time.perf_counter() - state.seconds
         self._clock = lambda: time.perf_counter() - started
         while state.epoch < cfg.epochs and not state.stopped_early:
-            self.sampler.set_epoch(state.epoch)
+            self.sampler.use_epoch(state.epoch)
             batches = acc.skip_first_batches(self.loader, state.batch) if state.batch else self.loader
             bar = tqdm(batches, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", initial=state.batch,
                        total=len(self.loader), disable=not (self.progress and acc.is_main_process), leave=False)
             for batch in bar:
+                tick = time.perf_counter()
                 self._step(batch)
+                state.step_seconds += time.perf_counter() - tick
                 if acc.sync_gradients and cfg.eval_every and state.step % cfg.eval_every == 0 and self._eval():
                     break
                 bar.set_postfix(loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}")
@@ -160,6 +163,7 @@ class Loop:
             torch.save(self.best_weights, tmp / "best_weights.pt")
             (tmp / "loop.json").write_text(json.dumps(asdict(self.state)))
             old = self.ckpt_dir / "last.old"
+            shutil.rmtree(old, ignore_errors=True)  # left by a kill between the two renames
             if last.exists():
                 last.rename(old)
             tmp.rename(last)
@@ -167,10 +171,15 @@ class Loop:
         acc.wait_for_everyone()
 
     def _restore(self) -> None:
-        last = self.ckpt_dir / "last" if self.ckpt_dir else None
-        if last is None or not (last / "loop.json").is_file():
+        found = [d / n for d in ([self.ckpt_dir] if self.ckpt_dir else []) for n in ("last", "last.old")]
+        found = [d for d in found if (d / "loop.json").is_file()]  # last.old: killed mid-swap
+        last = found[0] if found else None
+        if last is None:
             raise UserError(f"nothing to resume: no checkpoint in {self.ckpt_dir}",
                             hint="run without --resume to start fresh")
         self.accelerator.load_state(str(last))
         self.state = LoopState(**json.loads((last / "loop.json").read_text()))
         self.best_weights = torch.load(last / "best_weights.pt", weights_only=True)
+        if self.accelerator.is_main_process:  # the log restarts from what the checkpoint knew
+            for record in self.state.history:
+                self.on_eval(record)

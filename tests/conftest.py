@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny slices of the shipped real samples, and a config builder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "fieldtune" / "samples"
+
+
+def conll_sentences(path: Path) -> list[list[str]]:
+    blocks = path.read_text(encoding="utf-8").split("\n\n")
+    return [b.strip("\n").split("\n") for b in blocks if b.strip()]
+
+
+@pytest.fixture(scope="session")
+def ner_file(tmp_path_factory) -> Path:
+    """8 real WNUT-17 sentences, each with at least one entity."""
+    sents = [s for s in conll_sentences(SAMPLES / "wnut17" / "train.txt")
+             if any(not line.endswith("\tO") for line in s) and len(s) <= 20][:8]
+    path = tmp_path_factory.mktemp("ner") / "tiny.txt"
+    path.write_text("\n\n".join("\n".join(s) for s in sents) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cls_file(tmp_path_factory) -> Path:
+    """12 real BANKING77 queries, 4 from each of 3 intents."""
+    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep, picked = ("card_arrival", "exchange_rate", "pin_blocked"), []
+    for intent in keep:
+        picked += [r for r in rows if r["category"] == intent][:4]
+    path = tmp_path_factory.mktemp("cls") / "tiny.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows(picked)
+    return path
+
+
+@pytest.fixture(scope="session")
+def multilabel_file(tmp_path_factory) -> Path:
+    """Real queries with real multi-label tags: the intent plus the topics the query mentions."""
+    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    picked = [r for r in rows if r["category"] in ("card_arrival", "exchange_rate")][:6]
+    picked += [r for r in rows if r["category"] == "pin_blocked"][:4]
+    path = tmp_path_factory.mktemp("ml") / "tiny.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for r in picked:
+            labels = [r["category"]] + (["mentions_card"] if "card" in r["text"].lower() else [])
+            f.write(json.dumps({"text": r["text"], "labels": labels}) + "\n")
+    return path
+
+
+def overfit_config(task: str, data: Path, output: Path, **train) -> dict:
+    """Few examples, many epochs: the model must learn them perfectly."""
+    settings = {"epochs": 25, "lr": 3e-4, "batch_size": 4, "patience": None, "warmup_ratio": 0.0,
+                "checkpoint": False, "dropout": 0.0, "seed": 7, **train}
+    return {"task": task, "model": "minilm", "data": {"train": str(data), "dev": str(data), "test": str(data)},
+            "output": str(output), "train": settings}

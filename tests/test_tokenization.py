@@ -1,0 +1,104 @@
+"""Sub-word / label alignment, windows instead of truncation, dynamic padding, length grouping."""
+
+from __future__ import annotations
+
+import pytest
+import transformers
+
+from fieldtune.data.examples import TaggedSentence
+from fieldtune.tasks import get_task
+from fieldtune.training.batching import IGNORE, LengthGroupedBatches, collate
+from fieldtune.zoo import resolve
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+L2I = {label: i for i, label in enumerate(LABELS)}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return transformers.AutoTokenizer.from_pretrained(resolve("minilm"))
+
+
+def test_only_first_subword_of_each_word_is_labelled(tokenizer):
+    ex = TaggedSentence(("Ouagadougou", "welcomes", "Kristalina", "Georgieva"), ("B-LOC", "O", "B-PER", "I-PER"))
+    (feat,) = get_task("ner").encode([ex], tokenizer, L2I, 512)
+    word_ids = tokenizer(list(ex.tokens), is_split_into_words=True).word_ids()
+    assert len(word_ids) > 6  # the rare names really are split into several pieces
+    for pos, word in enumerate(word_ids):
+        first = word is not None and (pos == 0 or word_ids[pos - 1] != word)
+        expected = L2I[ex.tags[word]] if first else IGNORE
+        assert feat["labels"][pos] == expected, (pos, word)
+    assert [w for _, w in feat["first"]] == [0, 1, 2, 3]
+
+
+def test_long_sentence_is_windowed_not_truncated(tokenizer):
+    words = tuple(f"Word{i}" for i in range(60))
+    tags = tuple("B-PER" if i % 7 == 0 else "O" for i in range(60))
+    ex = TaggedSentence(words, tags)
+    feats = get_task("ner").encode([ex], tokenizer, L2I, 24)
+    assert len(feats) > 3
+    assert all(len(f["input_ids"]) <= 24 for f in feats)
+    covered = [w for f in feats for _, w in f["first"]]
+    assert covered == list(range(60))  # every word exactly once, in order
+    for f in feats:
+        assert f["input_ids"][0] == tokenizer.cls_token_id and f["input_ids"][-1] == tokenizer.sep_token_id
+        assert sum(label != IGNORE for label in f["labels"]) == len(f["first"])
+
+
+def test_decode_stitches_windows_back(tokenizer):
+    import numpy as np
+
+    task = get_task("ner")
+    words = tuple(f"w{i}" for i in range(30))
+    ex = TaggedSentence(words, ("O",) * 30)
+    feats = task.encode([ex], tokenizer, L2I, 12)
+    logits = []
+    for f in feats:  # make the model "say" B-PER on word 17 only
+        row = np.zeros((len(f["input_ids"]), len(LABELS)))
+        row[:, 0] = 5
+        for pos, word in f["first"]:
+            if word == 17:
+                row[pos] = [0, 0, 0, 9, 0]
+        logits.append(row)
+    ((tags, conf),) = task.decode([ex], feats, logits, dict(enumerate(LABELS)), {})
+    assert tags == ["O"] * 17 + ["B-PER"] + ["O"] * 12
+    assert all(0.5 < c <= 1 for c in conf)
+
+
+def test_raw_text_entities_map_to_character_offsets():
+    task = get_task("ner")
+    text = "Met  Ana Silva in São Paulo, Brazil!"
+    ex = task.from_text(text)
+    assert ex.tokens == ("Met", "Ana", "Silva", "in", "São", "Paulo", ",", "Brazil", "!")
+    tags = ["O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "B-LOC", "O"]
+    out = task.to_output(text, ex, (tags, [0.9] * len(tags)), None)
+    assert [(e["entity_group"], e["word"]) for e in out] == [("PER", "Ana Silva"), ("LOC", "São Paulo"), ("LOC", "Brazil")]
+    for e in out:
+        assert text[e["start"]: e["end"]] == e["word"]
+
+
+def test_collate_pads_to_longest_in_batch_only():
+    feats = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 4, IGNORE]}, {"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE, 1, 2, 3, IGNORE]}]
+    batch = collate(feats, pad_id=0)
+    assert batch["input_ids"].shape == (2, 5)  # not padded to 128 or 512
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["labels"][0].tolist() == [IGNORE, 4, IGNORE, IGNORE, IGNORE]
+
+
+def test_length_grouping_cuts_padding_and_is_reproducible():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 120) for _ in range(2000)]
+
+    def padded(sampler):
+        return sum(max(lengths[i] for i in b) * len(b) for b in sampler)
+
+    grouped = LengthGroupedBatches(lengths, 32, seed=1)
+    plain = LengthGroupedBatches(lengths, 32, seed=1, group=False)
+    assert padded(grouped) < 0.6 * padded(plain)
+    first = list(grouped)
+    assert sorted(i for b in first for i in b) == list(range(2000))  # nothing dropped or repeated
+    assert list(grouped) == first  # same seed, same epoch -> same batches
+    grouped.use_epoch(1)
+    assert list(grouped) != first

@@ -1,0 +1,111 @@
+"""The loop: early stopping restores the best weights, seeds reproduce, methods freeze what they say,
+and a run killed with SIGKILL resumes to exactly the metrics of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import transformers
+import yaml
+from accelerate import Accelerator
+from conftest import overfit_config
+
+import fieldtune
+from fieldtune.config import TrainConfig
+from fieldtune.methods import apply_method
+from fieldtune.training.loop import Loop
+from fieldtune.zoo import resolve
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    def make():
+        torch.manual_seed(0)
+        return transformers.AutoModelForSequenceClassification.from_pretrained(resolve("minilm"), num_labels=3)
+    return make
+
+
+def test_early_stopping_restores_the_best_weights(tiny_model):
+    model = tiny_model()
+    feats = [{"input_ids": [101, 2000 + i, 102], "labels": i % 3, "example": i} for i in range(16)]
+    scores, seen = iter([0.5, 0.8, 0.6, 0.7, 0.9]), []
+
+    def evaluate(m):
+        seen.append(m.classifier.weight.detach().clone())
+        return {"accuracy": next(scores)}
+
+    cfg = TrainConfig(epochs=5, batch_size=4, patience=2, checkpoint=False, lr=1e-3)
+    state = Loop(model, feats, evaluate, cfg, "accuracy", Accelerator(cpu=True), 0, progress=False).run()
+    assert len(seen) == 4 and state.stopped_early  # 0.6 and 0.7 don't beat 0.8: stop after 2 bad evals
+    assert state.best == 0.8 and state.best_epoch == 2.0
+    assert torch.equal(model.classifier.weight, seen[1])  # weights of the best evaluation, not the last
+    assert not torch.equal(seen[1], seen[3])
+
+
+TOTAL, EMBEDDINGS, LAYER = 22_714_371, 11_918_592, 1_774_464  # MiniLM-L6 + a 3-label head (384 * 3 + 3)
+
+
+@pytest.mark.parametrize("method,expected", [("full", TOTAL), ("head", 1_155), ("freeze", TOTAL - EMBEDDINGS - 2 * LAYER)])
+def test_methods_report_trainable_parameters(tiny_model, method, expected):
+    counts = apply_method(tiny_model(), method, freeze_layers=2)
+    assert counts["total"] == TOTAL
+    assert counts["trainable"] == expected
+
+
+def test_same_seed_same_metrics(cls_file, tmp_path):
+    runs = [fieldtune.train(overfit_config("classification", cls_file, tmp_path / f"r{i}", epochs=2, dropout=0.1),
+                            progress=False) for i in range(2)]
+    a, b = (json.loads((r.output_dir / "log.jsonl").read_text().splitlines()[-1]) for r in runs)
+    assert a["train_loss"] == b["train_loss"] and a["dev"] == b["dev"]
+    assert runs[0].metrics["test"] == runs[1].metrics["test"]
+
+
+def test_optimizer_variants_train(cls_file, tmp_path):
+    """SGD, cosine schedule, accumulation, fp32 and clipping off all run and still learn."""
+    cfg = overfit_config("classification", cls_file, tmp_path / "sgd", epochs=12, optimizer="sgd", lr=0.05,
+                         schedule="cosine", grad_accum=2, precision="fp32", grad_clip=None, batch_size=2)
+    result = fieldtune.train(cfg, progress=False)
+    assert result.metrics["train"]["steps"] == 12 * 3  # 12 examples / batch 2 / accumulate 2
+    assert result.metrics["test"]["accuracy"] >= 0.9
+
+
+def _launch(config_path, *extra):
+    return subprocess.Popen([sys.executable, "-m", "fieldtune.cli", "train", str(config_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_resume_after_kill_matches_uninterrupted_run(cls_file, tmp_path):
+    def config(name):
+        cfg = overfit_config("classification", cls_file, tmp_path / name, epochs=6, dropout=0.1, checkpoint=True)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    full = _launch(config("full"))
+    assert full.wait(timeout=600) == 0
+    killed = _launch(config("killed"))
+    loop_file = tmp_path / "killed" / "checkpoints" / "last" / "loop.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if loop_file.exists() and json.loads(loop_file.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "model").exists()  # no artifact from a killed run
+    resumed = _launch(config("killed"), "--resume")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    logs = [[json.loads(x) for x in (tmp_path / n / "log.jsonl").read_text().splitlines()] for n in ("full", "killed")]
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in log] for log in logs]
+    assert strip[1] == strip[0]  # every evaluation, before and after the kill, bit-for-bit the same
+    metrics = [json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "killed")]
+    assert metrics[0]["test"] == metrics[1]["test"]
