@@ -51,6 +51,8 @@ class TrainConfig(_Strict):
     attention_dropout: float = Field(0.0, ge=0, lt=1, description="Attention-probability dropout; 0 is faster and rarely hurts fine-tuning.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast; 'auto' uses it where the CPU/GPU has native bf16 matmul (AMX, Ampere+).")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="Attention kernel; 'auto' = eager on CPU (with bf16 autocast ~1.7x faster than sdpa on short sentences), sdpa on GPU.")
     max_length: int | None = Field(None, ge=8, description="Max word-pieces per window (null: the model's limit). NER splits longer sentences into windows.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together: far less padding, same quality.")
     eval_every: int | None = Field(None, ge=1, description="Evaluate on dev every N optimizer steps (null: once per epoch).")

@@ -82,7 +82,8 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
         "best_step": state.best_step, "steps": state.step, "stopped_early": state.stopped_early,
         "train_tokens": tokens[0], "padded_tokens": tokens[1],
         "tokens_per_s": round(tokens[0] / max(state.step_seconds, 1e-9), 1), "processes": accelerator.num_processes,
-        "precision": "bf16" if use_bf16(cfg) else "fp32",
+        "precision": "bf16" if use_bf16(cfg) else "fp32", "attention": _attention(cfg),
+        "trainable_params": params["trainable"], "total_params": params["total"],
     }
     result = _finish(cfg, task, splits, labels, model, tokenizer, max_length, encoded, params, state.history,
                      train_stats, accelerator)
@@ -96,8 +97,15 @@ def _accelerator(cfg: RunConfig) -> Accelerator:
     with different settings, e.g. a notebook or the test suite."""
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no",
+    return Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no", cpu=not _has_device(),
                        gradient_accumulation_steps=cfg.train.grad_accum)
+
+
+def _has_device() -> bool:
+    """Any accelerator? Without one, accelerate must be told cpu=True, or a multi-process launch
+    (torchrun / `accelerate launch --multi_gpu`) silently trains N unsynchronised copies."""
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
 
 
 def use_bf16(cfg: RunConfig) -> bool:
@@ -127,7 +135,8 @@ def load_model(cfg: RunConfig, task: Task, labels: list[str]):
                 setattr(config, key, value)
         config.update({"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                        "label2id": {label: i for i, label in enumerate(labels)}, **task.model_kwargs(labels)})
-        model = getattr(transformers, task.auto_model).from_pretrained(path, config=config)
+        model = getattr(transformers, task.auto_model).from_pretrained(path, config=config,
+                                                                       attn_implementation=_attention(cfg))
     except (OSError, ValueError) as err:
         raise UserError(f"could not load model {cfg.model!r}: {str(err).splitlines()[0]}",
                         hint="use a bundled alias (`fieldtune models`), a local folder, or set HF_HUB_OFFLINE=0 to "
@@ -137,6 +146,12 @@ def load_model(cfg: RunConfig, task: Task, labels: list[str]):
     limit = getattr(config, "max_position_embeddings", 512)
     max_length = min(cfg.train.max_length or limit, limit, tokenizer.model_max_length)
     return model, tokenizer, max_length
+
+
+def _attention(cfg: RunConfig) -> str:
+    if cfg.train.attention != "auto":
+        return cfg.train.attention
+    return "sdpa" if torch.cuda.is_available() else "eager"
 
 
 def _finish(cfg, task, splits: Splits, labels, model, tokenizer, max_length, encoded, params, history,
