@@ -105,23 +105,27 @@ def load_model() -> Any:
     from transformers import AutoModelForTokenClassification
 
     return AutoModelForTokenClassification.from_pretrained(
-        model_dir(), num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)), label2id=LABEL2ID,
+        model_dir(),
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id=LABEL2ID,
     )
 
 
 def encode(tokenizer: Any, sentences: list[Sentence], **kwargs: Any) -> list[dict[str, list[int]]]:
     """Tokenize pre-split words; label only the first word-piece of each word (-100 elsewhere)."""
-    enc = tokenizer([w for w, _ in sentences], is_split_into_words=True, truncation=True,
-                    return_token_type_ids=False, **kwargs)
+    enc = tokenizer(
+        [w for w, _ in sentences], is_split_into_words=True, truncation=True, return_token_type_ids=False, **kwargs
+    )
     features = []
     for i, (_, tags) in enumerate(sentences):
         labels, prev = [], None
         for wid in enc.word_ids(i):
             labels.append(-100 if wid is None or wid == prev else LABEL2ID[tags[wid]])
             prev = wid
-        features.append({"input_ids": enc["input_ids"][i],
-                         "attention_mask": enc["attention_mask"][i], "labels": labels})
+        features.append(
+            {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels}
+        )
     return features
 
 
@@ -129,8 +133,7 @@ def score(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
     """Entity-level precision / recall / F1 (seqeval default, i.e. conlleval-compatible)."""
     from seqeval.metrics import f1_score, precision_score, recall_score
 
-    return {"f1": f1_score(gold, pred), "precision": precision_score(gold, pred),
-            "recall": recall_score(gold, pred)}
+    return {"f1": f1_score(gold, pred), "precision": precision_score(gold, pred), "recall": recall_score(gold, pred)}
 
 
 def decode(labels: Any, preds: Any) -> tuple[list[str], list[str], int]:
@@ -160,22 +163,41 @@ def run_fieldtune(args: argparse.Namespace) -> dict[str, Any]:
     import fieldtune
 
     seed_everything(args.seed)
-    cfg = {"task": "ner", "model": "minilm", "method": "full",
-           "data": {"train": str(args.data / "train.txt"), "dev": str(args.data / "valid.txt"),
-                    "test": str(args.data / "test.txt")},
-           "output": str(args.workdir / "fieldtune"),
-           "train": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                     "seed": args.seed, "precision": args.fieldtune_precision}}
+    cfg = {
+        "task": "ner",
+        "model": "minilm",
+        "method": "full",
+        "data": {
+            "train": str(args.data / "train.txt"),
+            "dev": str(args.data / "valid.txt"),
+            "test": str(args.data / "test.txt"),
+        },
+        "output": str(args.workdir / "fieldtune"),
+        "train": {
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "precision": args.fieldtune_precision,
+        },
+    }
     m = fieldtune.train(cfg).metrics
     tr = m["train"]
     padded = tr.get("padded_tokens", tr.get("processed_tokens"))
-    return {"test_f1": m["test"]["f1"], "test_precision": m["test"]["precision"],
-            "test_recall": m["test"]["recall"], "dev_f1": m["dev"]["f1"],
-            "test_per_type": m["test"].get("per_type"), "wall_s": tr["wall_s"],
-            "train_loop_s": tr["step_s"],  # training steps only, evaluations excluded (as for the others)
-            "train_tokens": tr["train_tokens"], "padded_tokens": padded,
-            "best_epoch": tr["best_epoch"], "precision": tr.get("precision", "?"),
-            "train_stats": tr}
+    return {
+        "test_f1": m["test"]["f1"],
+        "test_precision": m["test"]["precision"],
+        "test_recall": m["test"]["recall"],
+        "dev_f1": m["dev"]["f1"],
+        "test_per_type": m["test"].get("per_type"),
+        "wall_s": tr["wall_s"],
+        "train_loop_s": tr["step_s"],  # training steps only, evaluations excluded (as for the others)
+        "train_tokens": tr["train_tokens"],
+        "padded_tokens": padded,
+        "best_epoch": tr["best_epoch"],
+        "precision": tr.get("precision", "?"),
+        "train_stats": tr,
+    }
 
 
 def run_hf(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,56 +235,86 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
         preds = p.predictions.argmax(-1)
         rows = [decode(lab, pred) for lab, pred in zip(p.label_ids, preds, strict=True)]
         n = sum(len(g) for g, _, _ in rows)
-        return {**score([g for g, _, _ in rows], [q for _, q, _ in rows]),
-                "token_acc": sum(c for _, _, c in rows) / max(n, 1)}
+        return {
+            **score([g for g, _, _ in rows], [q for _, q, _ in rows]),
+            "token_acc": sum(c for _, _, c in rows) / max(n, 1),
+        }
 
     targs = TrainingArguments(
-        output_dir=str(args.workdir / "hf"), num_train_epochs=args.epochs,
-        learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size, weight_decay=0.01,
-        lr_scheduler_type="linear", seed=args.seed, eval_strategy="epoch",
-        save_strategy="epoch", logging_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="f1", greater_is_better=True, report_to=[], disable_tqdm=True,
+        output_dir=str(args.workdir / "hf"),
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        seed=args.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        report_to=[],
+        disable_tqdm=True,
     )
     trainer = CountingTrainer(
-        model=load_model(), args=targs, train_dataset=train, eval_dataset=dev,
-        data_collator=DataCollatorForTokenClassification(tok), processing_class=tok,
-        compute_metrics=compute_metrics, callbacks=[EpochTimer()],
+        model=load_model(),
+        args=targs,
+        train_dataset=train,
+        eval_dataset=dev,
+        data_collator=DataCollatorForTokenClassification(tok),
+        processing_class=tok,
+        compute_metrics=compute_metrics,
+        callbacks=[EpochTimer()],
     )
     trainer.train()
     wall = time.perf_counter() - t0
     evals = [h for h in trainer.state.log_history if "eval_f1" in h]
     best = max(evals, key=lambda h: h["eval_f1"])
     t = trainer.predict(test).metrics
-    return {"test_f1": t["test_f1"], "test_precision": t["test_precision"],
-            "test_recall": t["test_recall"], "test_token_acc": t["test_token_acc"],
-            "dev_f1": best["eval_f1"], "dev_token_acc": best["eval_token_acc"],
-            "wall_s": wall, "train_loop_s": counts["train_loop_s"],
-            "train_tokens": counts["real"], "padded_tokens": counts["padded"],
-            "best_epoch": round(best["epoch"]), "precision": "fp32",
-            "optim": getattr(targs.optim, "value", str(targs.optim)),
-            "history": [{"epoch": round(h["epoch"]), "dev_f1": h["eval_f1"],
-                         "dev_token_acc": h["eval_token_acc"]} for h in evals]}
+    return {
+        "test_f1": t["test_f1"],
+        "test_precision": t["test_precision"],
+        "test_recall": t["test_recall"],
+        "test_token_acc": t["test_token_acc"],
+        "dev_f1": best["eval_f1"],
+        "dev_token_acc": best["eval_token_acc"],
+        "wall_s": wall,
+        "train_loop_s": counts["train_loop_s"],
+        "train_tokens": counts["real"],
+        "padded_tokens": counts["padded"],
+        "best_epoch": round(best["epoch"]),
+        "precision": "fp32",
+        "optim": getattr(targs.optim, "value", str(targs.optim)),
+        "history": [
+            {"epoch": round(h["epoch"]), "dev_f1": h["eval_f1"], "dev_token_acc": h["eval_token_acc"]} for h in evals
+        ],
+    }
 
 
-def naive_evaluate(model: Any, feats: dict[str, Any], sentences: list[Sentence],
-                   batch_size: int) -> dict[str, float]:
+def naive_evaluate(model: Any, feats: dict[str, Any], sentences: list[Sentence], batch_size: int) -> dict[str, float]:
     """Token accuracy over labelled positions and entity F1 (truncated words predicted O)."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        preds = torch.cat([model(input_ids=feats["input_ids"][i:i + batch_size],
-                                 attention_mask=feats["attention_mask"][i:i + batch_size]
-                                 ).logits.argmax(-1) for i in range(0, len(sentences), batch_size)])
+        preds = torch.cat(
+            [
+                model(
+                    input_ids=feats["input_ids"][i : i + batch_size],
+                    attention_mask=feats["attention_mask"][i : i + batch_size],
+                ).logits.argmax(-1)
+                for i in range(0, len(sentences), batch_size)
+            ]
+        )
     gold_all, pred_all, correct, total, truncated = [], [], 0, 0, 0
     for (_, tags), labels, pred in zip(sentences, feats["labels"], preds, strict=True):
         _, p, c = decode(labels, pred)
         correct, total, truncated = correct + c, total + len(p), truncated + (len(p) < len(tags))
         gold_all.append(tags)
         pred_all.append(p + ["O"] * (len(tags) - len(p)))
-    return {**score(gold_all, pred_all), "token_acc": correct / max(total, 1),
-            "truncated_sentences": truncated}
+    return {**score(gold_all, pred_all), "token_acc": correct / max(total, 1), "truncated_sentences": truncated}
 
 
 def run_naive(args: argparse.Namespace) -> dict[str, Any]:
@@ -275,15 +327,22 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     tok = AutoTokenizer.from_pretrained(model_dir())
     sents = {s: read_conll(args.data / f"{s}.txt") for s in SPLITS}
-    feats = {s: {k: torch.tensor([f[k] for f in encode(tok, v, padding="max_length",
-                                                        max_length=NAIVE_MAX_LEN)])
-                 for k in ("input_ids", "attention_mask", "labels")} for s, v in sents.items()}
+    feats = {
+        s: {
+            k: torch.tensor([f[k] for f in encode(tok, v, padding="max_length", max_length=NAIVE_MAX_LEN)])
+            for k in ("input_ids", "attention_mask", "labels")
+        }
+        for s, v in sents.items()
+    }
     model = load_model()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)  # torch defaults: wd 0.01, for-loop
     tr = feats["train"]
-    loader = DataLoader(TensorDataset(tr["input_ids"], tr["attention_mask"], tr["labels"]),
-                        batch_size=args.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(
+        TensorDataset(tr["input_ids"], tr["attention_mask"], tr["labels"]),
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     best_path, best_acc, best_epoch = args.workdir / "naive_best.pt", -1.0, 0
     history, loop_s, real, padded = [], 0.0, 0, 0
     for epoch in range(1, args.epochs + 1):
@@ -303,12 +362,22 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     model.load_state_dict(torch.load(best_path))
     wall = time.perf_counter() - t0
     test = naive_evaluate(model, feats["test"], sents["test"], args.batch_size)
-    return {"test_f1": test["f1"], "test_precision": test["precision"],
-            "test_recall": test["recall"], "test_token_acc": test["token_acc"],
-            "dev_f1": best_dev["f1"], "dev_token_acc": best_dev["token_acc"], "wall_s": wall,
-            "train_loop_s": loop_s, "train_tokens": real, "padded_tokens": padded,
-            "best_epoch": best_epoch, "precision": "fp32", "history": history,
-            "truncated_test_sentences": test["truncated_sentences"]}
+    return {
+        "test_f1": test["f1"],
+        "test_precision": test["precision"],
+        "test_recall": test["recall"],
+        "test_token_acc": test["token_acc"],
+        "dev_f1": best_dev["f1"],
+        "dev_token_acc": best_dev["token_acc"],
+        "wall_s": wall,
+        "train_loop_s": loop_s,
+        "train_tokens": real,
+        "padded_tokens": padded,
+        "best_epoch": best_epoch,
+        "precision": "fp32",
+        "history": history,
+        "truncated_test_sentences": test["truncated_sentences"],
+    }
 
 
 RUNNERS = {"fieldtune": run_fieldtune, "hf": run_hf, "naive": run_naive}
@@ -331,10 +400,28 @@ def spawn(name: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[st
     """Re-invoke this script for one contender; return its metrics or an error record."""
     workdir, json_out = tmp / name, tmp / f"{name}.json"
     workdir.mkdir()
-    cmd = [sys.executable, __file__, "--only", name, "--data", str(data),
-           "--json-out", str(json_out), "--workdir", str(workdir), "--epochs", str(args.epochs),
-           "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-           "--fieldtune-precision", args.fieldtune_precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--only",
+        name,
+        "--data",
+        str(data),
+        "--json-out",
+        str(json_out),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        str(args.epochs),
+        "--lr",
+        str(args.lr),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        "--fieldtune-precision",
+        args.fieldtune_precision,
+    ]
     if name == "naive" and args.naive_epochs:
         cmd[cmd.index("--epochs") + 1] = str(args.naive_epochs)
     print(f"\n=== {name} ===", flush=True)
@@ -342,8 +429,11 @@ def spawn(name: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[st
     rc = subprocess.run(cmd).returncode
     if rc or not json_out.exists():
         return {"error": f"exit code {rc} (see log above)"}
-    return {**json.loads(json_out.read_text()), "process_s": time.perf_counter() - t0,
-            "loadavg_1m_before": load}  # >0 means other work shared the cores
+    return {
+        **json.loads(json_out.read_text()),
+        "process_s": time.perf_counter() - t0,
+        "loadavg_1m_before": load,
+    }  # >0 means other work shared the cores
 
 
 def derive(r: dict[str, Any]) -> dict[str, Any]:
@@ -351,11 +441,13 @@ def derive(r: dict[str, Any]) -> dict[str, Any]:
     if "error" in r:
         return r
     padded = r.get("padded_tokens")
-    return {**r,
-            "tokens_per_s": r["train_tokens"] / r["train_loop_s"],
-            "tokens_per_s_e2e": r["train_tokens"] / r["wall_s"],
-            "padded_tokens_per_s": padded / r["train_loop_s"] if padded else None,
-            "pad_ratio": padded / r["train_tokens"] if padded else None}
+    return {
+        **r,
+        "tokens_per_s": r["train_tokens"] / r["train_loop_s"],
+        "tokens_per_s_e2e": r["train_tokens"] / r["wall_s"],
+        "padded_tokens_per_s": padded / r["train_loop_s"] if padded else None,
+        "pad_ratio": padded / r["train_tokens"] if padded else None,
+    }
 
 
 def ratios(results: dict[str, dict[str, Any]], ref: str) -> dict[str, dict[str, float]]:
@@ -376,8 +468,20 @@ def ratios(results: dict[str, dict[str, Any]], ref: str) -> dict[str, dict[str, 
     return out
 
 
-HEADERS = ["contender", "test F1", "dev F1", "test tok-acc", "best ep", "prec", "wall s",
-           "tok/s train", "tok/s e2e", "padded tok/s", "pad ratio", "peak RSS GiB"]
+HEADERS = [
+    "contender",
+    "test F1",
+    "dev F1",
+    "test tok-acc",
+    "best ep",
+    "prec",
+    "wall s",
+    "tok/s train",
+    "tok/s e2e",
+    "padded tok/s",
+    "pad ratio",
+    "peak RSS GiB",
+]
 
 
 def fmt(v: Any, spec: str) -> str:
@@ -393,23 +497,40 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             out.append([name, r["error"]] + [""] * (len(HEADERS) - 2))
             continue
         pct = [fmt(r.get(k) and 100 * r[k], ".2f") for k in ("test_f1", "dev_f1", "test_token_acc")]
-        out.append([name, *pct, fmt(r["best_epoch"], "g"), r["precision"], fmt(r["wall_s"], ".1f"),
-                    fmt(r["tokens_per_s"], ",.0f"), fmt(r["tokens_per_s_e2e"], ",.0f"),
-                    fmt(r["padded_tokens_per_s"], ",.0f"), fmt(r["pad_ratio"], ".2f"),
-                    fmt(r["peak_rss_gib"], ".2f")])
+        out.append(
+            [
+                name,
+                *pct,
+                fmt(r["best_epoch"], "g"),
+                r["precision"],
+                fmt(r["wall_s"], ".1f"),
+                fmt(r["tokens_per_s"], ",.0f"),
+                fmt(r["tokens_per_s_e2e"], ",.0f"),
+                fmt(r["padded_tokens_per_s"], ",.0f"),
+                fmt(r["pad_ratio"], ".2f"),
+                fmt(r["peak_rss_gib"], ".2f"),
+            ]
+        )
     return out
 
 
 def ratio_rows(rat: dict[str, dict[str, float]]) -> list[list[str]]:
     """One row per comparison."""
-    return [[k, f"{v['tokens_per_s']:.2f}x", f"{v['tokens_per_s_e2e']:.2f}x",
-             f"{v['wall_speedup']:.2f}x", f"{v['test_f1_delta_pts']:+.2f}",
-             f"{v['dev_f1_delta_pts']:+.2f}", f"{v['peak_rss_ratio']:.2f}x"]
-            for k, v in rat.items()]
+    return [
+        [
+            k,
+            f"{v['tokens_per_s']:.2f}x",
+            f"{v['tokens_per_s_e2e']:.2f}x",
+            f"{v['wall_speedup']:.2f}x",
+            f"{v['test_f1_delta_pts']:+.2f}",
+            f"{v['dev_f1_delta_pts']:+.2f}",
+            f"{v['peak_rss_ratio']:.2f}x",
+        ]
+        for k, v in rat.items()
+    ]
 
 
-RATIO_HEADERS = ["ratio", "tok/s train", "tok/s e2e", "wall speed-up", "test F1 Δ pts",
-                 "dev F1 Δ pts", "peak RSS"]
+RATIO_HEADERS = ["ratio", "tok/s train", "tok/s e2e", "wall speed-up", "test F1 Δ pts", "dev F1 Δ pts", "peak RSS"]
 
 
 def markdown(headers: list[str], body: list[list[str]]) -> str:
@@ -445,20 +566,30 @@ def orchestrate(args: argparse.Namespace) -> None:
     import torch
     import transformers
 
-    report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "env": {"python": platform.python_version(), "torch": torch.__version__,
-                      "transformers": transformers.__version__, "cpus": os.cpu_count(),
-                      "torch_threads": os.cpu_count(), "machine": platform.platform()},
-              "contenders": results, "ratios": rat}
+    report = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cpus": os.cpu_count(),
+            "torch_threads": os.cpu_count(),
+            "machine": platform.platform(),
+        },
+        "contenders": results,
+        "ratios": rat,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     show(HEADERS, rows(results), "CoNLL-2003 NER (all-MiniLM-L6-v2)")
     show(RATIO_HEADERS, ratio_rows(rat), f"ratios vs {ref}")
     print("\nMarkdown for bench/RESULTS.md:\n")
     print(markdown(HEADERS, rows(results)) + "\n\n" + markdown(RATIO_HEADERS, ratio_rows(rat)))
-    print(f"\nF1 and accuracy in %; tok/s = real (non-padding) train word-pieces per second of the "
-          f"training loop (e2e: per second of wall time, start to best model restored).\n"
-          f"wrote {args.out}")
+    print(
+        f"\nF1 and accuracy in %; tok/s = real (non-padding) train word-pieces per second of the "
+        f"training loop (e2e: per second of wall time, start to best model restored).\n"
+        f"wrote {args.out}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -472,8 +603,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="first N train sentences (smoke runs)")
     p.add_argument("--eval-limit", type=int, help="first N dev and test sentences (smoke runs)")
     p.add_argument("--contenders", default=",".join(CONTENDERS))
-    p.add_argument("--fieldtune-precision", choices=("fp32", "auto", "bf16"), default="auto",
-                   help="'auto' (fieldtune's default) picks bf16 autocast on CPUs with AMX; fp32 as the baselines")
+    p.add_argument(
+        "--fieldtune-precision",
+        choices=("fp32", "auto", "bf16"),
+        default="auto",
+        help="'auto' (fieldtune's default) picks bf16 autocast on CPUs with AMX; fp32 as the baselines",
+    )
     p.add_argument("--naive-epochs", type=int, help="epochs for the naive loop (default: --epochs); it is slow")
     p.add_argument("--out", type=Path, default=Path("bench/results/conll2003.json"))
     p.add_argument("--only", choices=CONTENDERS, help=argparse.SUPPRESS)

@@ -23,8 +23,11 @@ def conll_sentences(path: Path) -> list[list[str]]:
 @pytest.fixture(scope="session")
 def ner_file(tmp_path_factory) -> Path:
     """8 real WNUT-17 sentences, each with at least one entity."""
-    sents = [s for s in conll_sentences(SAMPLES / "wnut17" / "train.txt")
-             if any(not line.endswith("\tO") for line in s) and len(s) <= 20][:8]
+    sents = [
+        s
+        for s in conll_sentences(SAMPLES / "wnut17" / "train.txt")
+        if any(not line.endswith("\tO") for line in s) and len(s) <= 20
+    ][:8]
     path = tmp_path_factory.mktemp("ner") / "tiny.txt"
     path.write_text("\n\n".join("\n".join(s) for s in sents) + "\n", encoding="utf-8")
     return path
@@ -63,7 +66,21 @@ def multilabel_file(tmp_path_factory) -> Path:
 
 def overfit_config(task: str, data: Path, output: Path, **train) -> dict:
     """Few examples, many epochs: the model must learn them perfectly."""
-    settings = {"epochs": 25, "lr": 3e-4, "batch_size": 4, "patience": None, "warmup_ratio": 0.0,
-                "checkpoint": False, "dropout": 0.0, "seed": 7, **train}
-    return {"task": task, "model": "minilm", "data": {"train": str(data), "dev": str(data), "test": str(data)},
-            "output": str(output), "train": settings}
+    settings = {
+        "epochs": 25,
+        "lr": 3e-4,
+        "batch_size": 4,
+        "patience": None,
+        "warmup_ratio": 0.0,
+        "checkpoint": False,
+        "dropout": 0.0,
+        "seed": 7,
+        **train,
+    }
+    return {
+        "task": task,
+        "model": "minilm",
+        "data": {"train": str(data), "dev": str(data), "test": str(data)},
+        "output": str(output),
+        "train": settings,
+    }

@@ -62,7 +62,7 @@ def test_predict_file_one_json_line_per_input_line(ner_run):
     assert [x["text"] for x in lines] == texts
     for line in lines:
         for ent in line["prediction"]:
-            assert line["text"][ent["start"]: ent["end"]] == ent["word"]
+            assert line["text"][ent["start"] : ent["end"]] == ent["word"]
     (tmp / "texts.jsonl").write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in enumerate(texts)))
     proc = run("predict", str(tmp / "run" / "model"), "--input", str(tmp / "texts.jsonl"))
     out = [json.loads(x) for x in proc.stdout.splitlines()]
@@ -89,5 +89,13 @@ def test_every_shipped_config_validates(path):
 
 
 def test_public_api_is_pinned():
-    assert sorted(fieldtune.__all__) == ["FieldtuneError", "Predictor", "RunConfig", "RunResult", "UserError",
-                                         "load", "load_config", "train"]
+    assert sorted(fieldtune.__all__) == [
+        "FieldtuneError",
+        "Predictor",
+        "RunConfig",
+        "RunResult",
+        "UserError",
+        "load",
+        "load_config",
+        "train",
+    ]

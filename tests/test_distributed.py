@@ -28,28 +28,52 @@ def _subset(src: Path, dst: Path) -> Path:
 
 
 def _config(tmp: Path, name: str, batch_size: int) -> Path:
-    cfg = {"task": "classification", "model": "minilm",
-           "data": {"train": str(tmp / "train.csv"), "test": str(tmp / "test.csv")},
-           "output": str(tmp / name),
-           "train": {"epochs": 4, "lr": 2e-4, "batch_size": batch_size, "seed": 3, "checkpoint": False}}
+    cfg = {
+        "task": "classification",
+        "model": "minilm",
+        "data": {"train": str(tmp / "train.csv"), "test": str(tmp / "test.csv")},
+        "output": str(tmp / name),
+        "train": {"epochs": 4, "lr": 2e-4, "batch_size": batch_size, "seed": 3, "checkpoint": False},
+    }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None, reason="accelerate CLI missing")
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None, reason="accelerate CLI missing"
+)
 def test_two_processes_match_one(tmp_path):
     _subset(SAMPLES / "banking77" / "train.csv", tmp_path / "train.csv")
     _subset(SAMPLES / "banking77" / "test.csv", tmp_path / "test.csv")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "fieldtune.cli", "train", str(_config(tmp_path, "one", 16))],
-                            capture_output=True, text=True, env=env)
+    single = subprocess.run(
+        [sys.executable, "-m", "fieldtune.cli", "train", str(_config(tmp_path, "one", 16))],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     accelerate = str(Path(sys.executable).parent / "accelerate")
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2",  # no GPU: torchrun + gloo on CPU
-              "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "--main_process_port", "29533", "-m", "fieldtune.cli", "train",
-              str(_config(tmp_path, "two", 8))]  # 2 x 8 = the same effective batch as 1 x 16
+    launch = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",  # no GPU: torchrun + gloo on CPU
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29533",
+        "-m",
+        "fieldtune.cli",
+        "train",
+        str(_config(tmp_path, "two", 8)),
+    ]  # 2 x 8 = the same effective batch as 1 x 16
     double = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=900)
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))

@@ -289,9 +289,7 @@ def test_rich_markup_in_data_is_printed_verbatim(tmp_path):
     result = run_cli("train", make_config(tmp_path, "ner", {"train": path}))
     assert_clean_exit(result, f"{path}:2:", "token '[/b]' has no tag")
     path = write(tmp_path / "train.txt", "a O\n[red]:fire:\n")
-    assert_clean_exit(
-        run_cli("train", make_config(tmp_path, "ner", {"train": path})), "'[red]:fire:'"
-    )
+    assert_clean_exit(run_cli("train", make_config(tmp_path, "ner", {"train": path})), "'[red]:fire:'")
     assert not (tmp_path / "run").exists()
 
 
@@ -307,9 +305,7 @@ def test_unseen_labels_listed(tmp_path, split):
         prepare_splits(load_config(config))
     text = str(info.value)
     assert Path(info.value.path) == other
-    assert text.startswith(
-        f"{other}: {split} labels never seen in train: 'yyy' (line 4), 'zzz' (line 3)"
-    ), text
+    assert text.startswith(f"{other}: {split} labels never seen in train: 'yyy' (line 4), 'zzz' (line 3)"), text
     assert "'greet'" not in text
     result = run_cli("train", config)
     assert_clean_exit(result, str(other), "'yyy' (line 4)", "'zzz' (line 3)")
@@ -330,9 +326,7 @@ def test_unseen_entity_types_in_ner_dev(tmp_path):
 
 
 def test_unknown_override_key(tmp_path):
-    config = make_config(
-        tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)}
-    )
+    config = make_config(tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)})
     with pytest.raises(UserError) as info:
         load_config(config, ["train.epochz=3"])
     assert f"invalid config in {config}" in str(info.value)
@@ -351,9 +345,7 @@ def test_unknown_key_in_yaml(tmp_path):
     text = str(info.value)
     assert f"invalid config in {config}" in text
     assert "data.text_col: unknown key" in text and "  epochs: unknown key" in text
-    assert_clean_exit(
-        run_cli("train", config), str(config), "data.text_col: unknown key", "epochs: unknown key"
-    )
+    assert_clean_exit(run_cli("train", config), str(config), "data.text_col: unknown key", "epochs: unknown key")
     assert not (tmp_path / "run").exists()
 
 
@@ -367,9 +359,7 @@ def test_unknown_key_in_yaml(tmp_path):
     ],
 )
 def test_wrong_config_values(tmp_path, override, fragments):
-    config = make_config(
-        tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)}
-    )
+    config = make_config(tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)})
     with pytest.raises(UserError) as info:
         load_config(config, [override])
     for fragment in fragments:
@@ -379,9 +369,7 @@ def test_wrong_config_values(tmp_path, override, fragments):
 
 
 def test_malformed_override_and_bad_yaml(tmp_path):
-    config = make_config(
-        tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)}
-    )
+    config = make_config(tmp_path, "classification", {"train": write(tmp_path / "train.csv", GOOD_CSV)})
     assert_clean_exit(run_cli("train", config, "train.epochs"), "'train.epochs' is not key=value")
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: ner\ndata:\n  train: [unclosed\noutput: x\n", encoding="utf-8")
@@ -421,9 +409,7 @@ def test_predict_input_with_empty_line(tmp_path):
     texts = write(tmp_path / "texts.txt", "first text\n\nthird text\n")
     out = tmp_path / "preds.jsonl"
     with pytest.raises(UserError) as info:
-        predict_file(
-            tmp_path / "model", texts, out
-        )  # the input is checked before the model is loaded
+        predict_file(tmp_path / "model", texts, out)  # the input is checked before the model is loaded
     assert Path(info.value.path) == texts and info.value.line == 2
     result = run_cli("predict", tmp_path / "model", "--input", texts, "--output", out)
     assert_clean_exit(result, f"{texts}:2: empty line")
@@ -452,9 +438,7 @@ def test_eval_on_folder_that_is_not_a_model(tmp_path):
         "test.csv",
     ]  # nothing written
     missing = tmp_path / "gone"
-    assert_clean_exit(
-        run_cli("eval", missing, "--data", data), f"{missing}: no such run or model folder"
-    )
+    assert_clean_exit(run_cli("eval", missing, "--data", data), f"{missing}: no such run or model folder")
 
 
 # --------------------------------------------------------------------------- a real process

@@ -64,8 +64,12 @@ def test_reload_in_fresh_process_gives_identical_predictions(trained):
     task, result = trained
     texts = CASES[task][2]
     here = fieldtune.load(result.model_dir).predict(texts)
-    proc = subprocess.run([sys.executable, "-c", RELOAD, str(result.output_dir), json.dumps(texts)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(result.output_dir), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(here))
 
 
@@ -78,7 +82,7 @@ def test_predictions_have_the_documented_shape(trained):
         assert isinstance(out, list)
         for ent in out:
             assert set(ent) == {"entity_group", "word", "start", "end", "score"}
-            assert text[ent["start"]: ent["end"]] == ent["word"]
+            assert text[ent["start"] : ent["end"]] == ent["word"]
             assert 0 <= ent["score"] <= 1
     elif task == "classification":
         assert set(out) == {"label", "score"} and out["label"] in predictor.labels

@@ -53,9 +53,7 @@ def test_csv_default_columns(tmp_path):
     assert ds.label_counts() == {"greet": 1, "farewell": 1}
 
 
-@pytest.mark.parametrize(
-    "header", ["sentence,category", "utterance,intent", "id,query,class", "content,labels"]
-)
+@pytest.mark.parametrize("header", ["sentence,category", "utterance,intent", "id,query,class", "content,labels"])
 def test_csv_recognised_column_names(tmp_path, header):
     columns = header.split(",")
     row = {"id": "7", "sentence": "hi", "utterance": "hi", "query": "hi", "content": "hi"}
@@ -76,9 +74,7 @@ def test_csv_configured_columns(tmp_path):
 
 
 def test_csv_quoted_commas_and_quotes(tmp_path):
-    path = write(
-        tmp_path, "d.csv", 'text,label\n"Hello, world, again",greet\n"She said ""hi""",quote\n'
-    )
+    path = write(tmp_path, "d.csv", 'text,label\n"Hello, world, again",greet\n"She said ""hi""",quote\n')
     ds = read_examples(path, "classification", cfg())
     assert texts_labels(ds) == [("Hello, world, again", ("greet",)), ('She said "hi"', ("quote",))]
 
@@ -102,9 +98,7 @@ def test_tsv_default_columns_keeps_commas_in_text(tmp_path):
 
 
 def test_tsv_configured_columns(tmp_path):
-    path = write(
-        tmp_path, "d.tsv", "idx\tsentence1\tgold\r\n0\tgood film\tpos\r\n1\tbad film\tneg\r\n"
-    )
+    path = write(tmp_path, "d.tsv", "idx\tsentence1\tgold\r\n0\tgood film\tpos\r\n1\tbad film\tneg\r\n")
     ds = read_examples(path, "classification", cfg(text_column="sentence1", label_column="gold"))
     assert texts_labels(ds) == [("good film", ("pos",)), ("bad film", ("neg",))]
 
@@ -127,10 +121,7 @@ def test_jsonl_classification(tmp_path):
 
 
 def test_jsonl_configured_keys_and_non_string_label(tmp_path):
-    body = (
-        '{"id": 1, "question": "why?", "answer_type": 3}\r\n'
-        '{"id": 2, "question": "how?", "answer_type": 4}\r\n'
-    )
+    body = '{"id": 1, "question": "why?", "answer_type": 3}\r\n{"id": 2, "question": "how?", "answer_type": 4}\r\n'
     ds = read_examples(
         write(tmp_path, "d.jsonl", body),
         "classification",
@@ -160,9 +151,7 @@ def test_multilabel_json_list(tmp_path):
 
 
 def test_multilabel_pipe_delimited_string(tmp_path):
-    path = write(
-        tmp_path, "d.csv", "text,labels\nlate and rude, rude | late \nslow,late\nnothing,\n"
-    )
+    path = write(tmp_path, "d.csv", "text,labels\nlate and rude, rude | late \nslow,late\nnothing,\n")
     ds = read_examples(path, "multilabel", cfg())
     assert texts_labels(ds) == [
         ("late and rude", ("late", "rude")),
@@ -295,9 +284,7 @@ def test_tagged_jsonl_iob1_converted(tmp_path):
 
 
 def test_latin1_file_with_configured_encoding(tmp_path):
-    path = write(
-        tmp_path, "d.csv", "text,label\ncafé crème,drink\nZürich,city\n", encoding="latin-1"
-    )
+    path = write(tmp_path, "d.csv", "text,label\ncafé crème,drink\nZürich,city\n", encoding="latin-1")
     ds = read_examples(path, "classification", cfg(encoding="latin-1"))
     assert texts_labels(ds) == [("café crème", ("drink",)), ("Zürich", ("city",))]
 
@@ -312,9 +299,7 @@ def test_latin1_conll(tmp_path):
 
 
 def make_examples(sizes: dict[str, int]) -> list[TextExample]:
-    return [
-        TextExample(f"{label} {i}", (label,), i) for label, n in sizes.items() for i in range(n)
-    ]
+    return [TextExample(f"{label} {i}", (label,), i) for label, n in sizes.items() for i in range(n)]
 
 
 SIZES = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 10, "f": 25, "g": 40}
@@ -359,9 +344,7 @@ def test_stratified_split_ner_sentences():
     ]
     train, dev = stratified_split(sents, 0.2, seed=3)
     assert len(dev) == 4 and len(train) == 16
-    assert (
-        sum(1 for s in dev if s.tags == ("O",)) == 2
-    )  # entity-less sentences form their own stratum
+    assert sum(1 for s in dev if s.tags == ("O",)) == 2  # entity-less sentences form their own stratum
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -383,9 +366,7 @@ def test_fingerprint_changes_with_content(tmp_path):
 # --------------------------------------------------------------------------- shipped samples
 
 
-@pytest.mark.parametrize(
-    ("name", "n", "per_label"), [("train.csv", 480, 40), ("test.csv", 144, 12)]
-)
+@pytest.mark.parametrize(("name", "n", "per_label"), [("train.csv", 480, 40), ("test.csv", 144, 12)])
 def test_banking77_sample(name, n, per_label):
     ds = read_examples(SAMPLES / "banking77" / name, "classification", cfg())
     counts = ds.label_counts()
@@ -426,7 +407,4 @@ def test_shipped_banking77_config_prepares_splits():
         {label: 4 for label in set(ex.labels[0] for ex in splits.train)}
     )
     assert splits.fingerprints["dev"] is None
-    assert (
-        splits.fingerprints["train"]["bytes"]
-        == (SAMPLES / "banking77" / "train.csv").stat().st_size
-    )
+    assert splits.fingerprints["train"]["bytes"] == (SAMPLES / "banking77" / "train.csv").stat().st_size

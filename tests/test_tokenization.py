@@ -72,13 +72,20 @@ def test_raw_text_entities_map_to_character_offsets():
     assert ex.tokens == ("Met", "Ana", "Silva", "in", "São", "Paulo", ",", "Brazil", "!")
     tags = ["O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "B-LOC", "O"]
     out = task.to_output(text, ex, (tags, [0.9] * len(tags)), None)
-    assert [(e["entity_group"], e["word"]) for e in out] == [("PER", "Ana Silva"), ("LOC", "São Paulo"), ("LOC", "Brazil")]
+    assert [(e["entity_group"], e["word"]) for e in out] == [
+        ("PER", "Ana Silva"),
+        ("LOC", "São Paulo"),
+        ("LOC", "Brazil"),
+    ]
     for e in out:
-        assert text[e["start"]: e["end"]] == e["word"]
+        assert text[e["start"] : e["end"]] == e["word"]
 
 
 def test_collate_pads_to_longest_in_batch_only():
-    feats = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 4, IGNORE]}, {"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE, 1, 2, 3, IGNORE]}]
+    feats = [
+        {"input_ids": [1, 2, 3], "labels": [IGNORE, 4, IGNORE]},
+        {"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE, 1, 2, 3, IGNORE]},
+    ]
     batch = collate(feats, pad_id=0)
     assert batch["input_ids"].shape == (2, 5)  # not padded to 128 or 512
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]

@@ -29,6 +29,7 @@ def tiny_model():
     def make():
         torch.manual_seed(0)
         return transformers.AutoModelForSequenceClassification.from_pretrained(resolve("minilm"), num_labels=3)
+
     return make
 
 
@@ -52,7 +53,9 @@ def test_early_stopping_restores_the_best_weights(tiny_model):
 TOTAL, EMBEDDINGS, LAYER = 22_714_371, 11_918_592, 1_774_464  # MiniLM-L6 + a 3-label head (384 * 3 + 3)
 
 
-@pytest.mark.parametrize("method,expected", [("full", TOTAL), ("head", 1_155), ("freeze", TOTAL - EMBEDDINGS - 2 * LAYER)])
+@pytest.mark.parametrize(
+    "method,expected", [("full", TOTAL), ("head", 1_155), ("freeze", TOTAL - EMBEDDINGS - 2 * LAYER)]
+)
 def test_methods_report_trainable_parameters(tiny_model, method, expected):
     counts = apply_method(tiny_model(), method, freeze_layers=2)
     assert counts["total"] == TOTAL
@@ -60,8 +63,12 @@ def test_methods_report_trainable_parameters(tiny_model, method, expected):
 
 
 def test_same_seed_same_metrics(cls_file, tmp_path):
-    runs = [fieldtune.train(overfit_config("classification", cls_file, tmp_path / f"r{i}", epochs=2, dropout=0.1),
-                            progress=False) for i in range(2)]
+    runs = [
+        fieldtune.train(
+            overfit_config("classification", cls_file, tmp_path / f"r{i}", epochs=2, dropout=0.1), progress=False
+        )
+        for i in range(2)
+    ]
     a, b = (json.loads((r.output_dir / "log.jsonl").read_text().splitlines()[-1]) for r in runs)
     assert a["train_loss"] == b["train_loss"] and a["dev"] == b["dev"]
     assert runs[0].metrics["test"] == runs[1].metrics["test"]
@@ -69,17 +76,32 @@ def test_same_seed_same_metrics(cls_file, tmp_path):
 
 def test_optimizer_variants_train(cls_file, tmp_path):
     """SGD, cosine schedule, accumulation, fp32 and clipping off all run and still learn."""
-    cfg = overfit_config("classification", cls_file, tmp_path / "sgd", epochs=12, optimizer="sgd", lr=0.05,
-                         schedule="cosine", grad_accum=2, precision="fp32", grad_clip=None, batch_size=2)
+    cfg = overfit_config(
+        "classification",
+        cls_file,
+        tmp_path / "sgd",
+        epochs=12,
+        optimizer="sgd",
+        lr=0.05,
+        schedule="cosine",
+        grad_accum=2,
+        precision="fp32",
+        grad_clip=None,
+        batch_size=2,
+    )
     result = fieldtune.train(cfg, progress=False)
     assert result.metrics["train"]["steps"] == 12 * 3  # 12 examples / batch 2 / accumulate 2
     assert result.metrics["test"]["accuracy"] >= 0.9
 
 
 def _launch(config_path, *extra):
-    return subprocess.Popen([sys.executable, "-m", "fieldtune.cli", "train", str(config_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "fieldtune.cli", "train", str(config_path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_resume_after_kill_matches_uninterrupted_run(cls_file, tmp_path):

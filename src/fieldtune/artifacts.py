@@ -26,7 +26,7 @@ class Artifact:
     """A loaded artifact: model, tokenizer and its self-description."""
 
     path: Path
-    model: Any
+    model: Any  # None when loaded without weights (an ONNX backend runs the model instead)
     tokenizer: Any
     meta: dict[str, Any]
 
@@ -60,22 +60,32 @@ def find_model_dir(path: str | Path) -> Path:
             return candidate
     if not path.exists():
         raise UserError("no such run or model folder", path=path)
-    raise UserError(f"not a fieldtune model: no {META} here or in model/", path=path,
-                    hint="pass a run folder written by `fieldtune train` or its model/ subfolder")
+    raise UserError(
+        f"not a fieldtune model: no {META} here or in model/",
+        path=path,
+        hint="pass a run folder written by `fieldtune train` or its model/ subfolder",
+    )
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / META).read_text(encoding="utf-8"))
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Load model + tokenizer + meta from a run or model folder (offline, local files only)."""
+def load_artifact(path: str | Path, with_model: bool = True) -> Artifact:
+    """Load model + tokenizer + meta from a run or model folder (offline, local files only).
+
+    Args:
+        path: A run folder or its ``model/`` folder.
+        with_model: False skips the PyTorch weights (``Artifact.model`` is None then).
+    """
     model_dir = find_model_dir(path)
     meta = read_meta(model_dir)
     from .tasks import get_task
 
-    auto = getattr(transformers, get_task(meta["task"]).auto_model)
-    model = auto.from_pretrained(model_dir, local_files_only=True)
+    model = None
+    if with_model:
+        auto = getattr(transformers, get_task(meta["task"]).auto_model)
+        model = auto.from_pretrained(model_dir, local_files_only=True)
+        model.eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model.eval()
     return Artifact(model_dir, model, tokenizer, meta)

@@ -18,17 +18,26 @@ from .predict import Predictor
 CHUNK = 256
 
 
-def predict_texts(model: str | Path, texts: list[str], top_k: int | None = None) -> Iterator[str]:
-    predictor = Predictor.load(model)
+def predict_texts(
+    model: str | Path, texts: list[str], top_k: int | None = None, backend: str = "auto"
+) -> Iterator[str]:
+    predictor = Predictor.load(model, backend=backend)
     for text, pred in zip(texts, predictor.predict(list(texts), top_k=top_k)):
         yield json.dumps({"text": text, "prediction": pred}, ensure_ascii=False)
 
 
-def predict_file(model: str | Path, path: Path, output: Path | None, *, top_k: int | None = None,
-                 text_key: str = "text") -> int:
+def predict_file(
+    model: str | Path,
+    path: Path,
+    output: Path | None,
+    *,
+    top_k: int | None = None,
+    text_key: str = "text",
+    backend: str = "auto",
+) -> int:
     """Predict every line of ``path`` (.txt: one text per line; .jsonl: objects with ``text_key``)."""
     records = list(_read_inputs(Path(path), text_key))  # validate the whole file before any work
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model, backend=backend)
     lines = _predict_lines(predictor, records, text_key, top_k)
     if output is None:
         for line in lines:
@@ -41,7 +50,7 @@ def predict_file(model: str | Path, path: Path, output: Path | None, *, top_k: i
 def _predict_lines(predictor: Predictor, records: list[dict[str, Any]], key: str, top_k: int | None) -> Iterator[str]:
     with tqdm(total=len(records), desc="predict", unit="text", disable=len(records) < CHUNK) as bar:
         for i in range(0, len(records), CHUNK):
-            chunk = records[i: i + CHUNK]
+            chunk = records[i : i + CHUNK]
             for record, pred in zip(chunk, predictor.predict([r[key] for r in chunk], top_k=top_k)):
                 yield json.dumps({**record, "prediction": pred}, ensure_ascii=False)
             bar.update(len(chunk))
@@ -62,8 +71,12 @@ def _read_inputs(path: Path, key: str) -> Iterator[dict[str, Any]]:
             raise UserError(f"invalid JSON: {e.msg}", path=path, line=number) from None
         obj = {key: obj} if isinstance(obj, str) else obj
         if not isinstance(obj, dict) or not isinstance(obj.get(key), str) or not obj[key].strip():
-            raise UserError(f"no non-empty string field {key!r}", path=path, line=number,
-                            hint="each line is {\"text\": \"...\"} (or set --text-key)")
+            raise UserError(
+                f"no non-empty string field {key!r}",
+                path=path,
+                line=number,
+                hint='each line is {"text": "..."} (or set --text-key)',
+            )
         yield obj
 
 

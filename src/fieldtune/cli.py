@@ -6,7 +6,6 @@ User errors print a message (file, line, fix) and exit with code 2 — never a t
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,9 @@ from rich.table import Table
 
 from .errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune, evaluate and use pretrained language models.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Fine-tune, evaluate and use pretrained language models."
+)
 err = Console(stderr=True)
 out = Console()
 CONFIGS = Path(__file__).parent / "configs"
@@ -27,6 +28,7 @@ CONFIGS = Path(__file__).parent / "configs"
 
 def _user_errors(fn):
     """Turn a UserError into a clean message and exit code 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _quiet_libraries()
@@ -34,9 +36,11 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as e:
             # escape: data values such as a token "[/b]" must print as is, not as rich markup
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True,
-                      emoji=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, emoji=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
+
     return wrapper
 
 
@@ -68,6 +72,11 @@ def train(
         raise UserError("missing run.yaml", hint="fieldtune train run.yaml [key=value ...]")
     result = run_train(config, overrides or [], resume=resume)
     _print_metrics(result.metrics)
+    t = result.metrics["train"]
+    out.print(
+        f"trainable parameters: {t['trainable_params']:,} of {t['total_params']:,} "
+        f"({100 * t['trainable_params'] / t['total_params']:.2f}%)"
+    )
     out.print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report.md'}")
 
 
@@ -77,11 +86,14 @@ def eval_(
     model: Path = typer.Argument(..., help="run folder or its model/ folder"),
     data: Path = typer.Option(..., "--data", help="labelled file in the training format"),
     output: Optional[Path] = typer.Option(None, "--output", help="metrics JSON (default: next to the model)"),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX if exported) | torch | torch-bf16 | onnx | onnx-fp32 | onnx-int8"
+    ),
 ) -> None:
     """Evaluate a saved model on a labelled file; prints and writes metrics JSON."""
     from .evaluate import evaluate_file
 
-    metrics, path = evaluate_file(model, data, output)
+    metrics, path = evaluate_file(model, data, output, backend=backend)
     _print_metrics({"eval": metrics})
     out.print(f"metrics: {path}")
 
@@ -95,19 +107,52 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write JSON lines here (default: stdout)"),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="classification: the k best labels"),
     text_key: str = typer.Option("text", "--text-key", help="JSONL input: the field holding the text"),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX if exported) | torch | torch-bf16 | onnx | onnx-fp32 | onnx-int8"
+    ),
 ) -> None:
     """Predict on raw text: one JSON line per input line."""
     from .batch import predict_file, predict_texts
 
     if input is not None:
-        n = predict_file(model, input, output, top_k=top_k, text_key=text_key)
+        n = predict_file(model, input, output, top_k=top_k, text_key=text_key, backend=backend)
         if output is not None:
             err.print(f"wrote {n} predictions to {output}")
     elif texts:
-        for line in predict_texts(model, texts, top_k=top_k):
+        for line in predict_texts(model, texts, top_k=top_k, backend=backend):
             print(line)
     else:
         raise UserError("nothing to predict", hint="pass texts as arguments or --input FILE")
+
+
+@app.command()
+@_user_errors
+def export(
+    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="export to ONNX (the only format for now)"),
+    int8: bool = typer.Option(False, "--int8", help="dynamic int8 quantisation with ONNX Runtime"),
+) -> None:
+    """Export a model for fast CPU inference; refuses to write an export that fails the parity check."""
+    from .export import export_cli
+
+    export_cli(model, onnx=onnx, int8=int8, console=out)
+
+
+@app.command()
+@_user_errors
+def serve(
+    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    workers: int = typer.Option(1, min=1, help="server processes"),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX if exported) | torch | torch-bf16 | onnx | onnx-fp32 | onnx-int8"
+    ),
+) -> None:
+    """Serve a model over HTTP (FastAPI): /v1/predict, /health, /ready, /metadata, /metrics."""
+    from .serving import serve_cli
+
+    serve_cli(model, host=host, port=port, workers=workers, backend=backend)
 
 
 @app.command()
@@ -132,15 +177,28 @@ def demo(output: Path = typer.Option(Path("runs/demo"), help="where the demo run
     run_demo(output, out)
 
 
+HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "examples")
+
+
 def _print_metrics(metrics: dict) -> None:
-    table = Table("split", "metric", "value")
-    for split, row in metrics.items():
-        if not isinstance(row, dict):
-            continue
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                table.add_row(split, key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    """Headline metrics per split (dev / test / baseline / eval) in one table."""
+    splits = {k: v for k, v in metrics.items() if k != "train" and isinstance(v, dict)}
+    keys = [k for k in HEADLINE if any(k in row for row in splits.values())]
+    table = Table("split", *keys)
+    for split, row in splits.items():
+        name = f"baseline ({row['name']})" if "name" in row else split
+        table.add_row(name, *[_fmt(row.get(k)) for k in keys])
     out.print(table)
+    if "train" in metrics:
+        t = metrics["train"]
+        out.print(
+            f"trained {t['steps']} steps in {t['train_s']:.0f} s ({t['tokens_per_s']:.0f} real tokens/s, "
+            f"{t['precision']}); best at epoch {t['best_epoch']}"
+        )
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
 def main() -> None:

@@ -26,12 +26,24 @@ class DataConfig(_Strict):
     dev: Path | None = Field(None, description="Dev file for model selection; if absent, split from train.")
     test: Path | None = Field(None, description="Test file, evaluated once with the best model.")
     format: Literal["auto", "csv", "tsv", "jsonl", "conll"] = Field(
-        "auto", description="File format; 'auto' decides by extension (.csv .tsv .jsonl .json; else CoNLL).")
-    text_column: str | None = Field(None, description="Text column (classification). Default: the first of text, sentence, content, query, utterance.")
-    label_column: str | None = Field(None, description="Label column (classification). Default: the first of label, labels, category, intent, class, tags.")
+        "auto", description="File format; 'auto' decides by extension (.csv .tsv .jsonl .json; else CoNLL)."
+    )
+    text_column: str | None = Field(
+        None,
+        description="Text column (classification). Default: the first of text, sentence, content, query, utterance.",
+    )
+    label_column: str | None = Field(
+        None,
+        description="Label column (classification). Default: first of label, labels, category, intent, class, tags.",
+    )
     label_separator: str = Field("|", description="Multi-label: separator when labels are one delimited string.")
     encoding: str = Field("utf-8", description="Text encoding of the data files, e.g. latin-1, utf-8-sig.")
-    dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Fraction of train held out as dev when no dev file is given (stratified, seeded).")
+    dev_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="Fraction of train held out as dev when no dev file is given (stratified, seeded).",
+    )
     limit: int | None = Field(None, gt=0, description="Use only the first N training examples (quick experiments).")
 
 
@@ -39,28 +51,60 @@ class TrainConfig(_Strict):
     """How the optimisation runs. Comments say what each knob does and what to try."""
 
     epochs: int = Field(3, ge=1, description="Passes over the training data (early stopping may end sooner).")
-    lr: float = Field(5e-5, gt=0, description="Peak learning rate; try 2e-5..1e-4 for full fine-tuning, 1e-3 for head-only.")
+    lr: float = Field(
+        5e-5, gt=0, description="Peak learning rate; try 2e-5..1e-4 for full fine-tuning, 1e-3 for head-only."
+    )
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step (per process), before accumulation.")
-    grad_accum: int = Field(1, ge=1, description="Accumulate gradients over N batches: effective batch = batch_size * N * processes.")
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW (no decay on bias/LayerNorm) or SGD with momentum 0.9.")
+    grad_accum: int = Field(
+        1, ge=1, description="Accumulate gradients over N batches: effective batch = batch_size * N * processes."
+    )
+    optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw", description="AdamW (no decay on bias/LayerNorm) or SGD with momentum 0.9."
+    )
     weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay for AdamW (L2 for SGD).")
-    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate decay after warm-up.")
+    schedule: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate decay after warm-up."
+    )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps spent warming up linearly from 0.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value (null: no clipping).")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden dropout (null: keep the pretrained value).")
-    attention_dropout: float = Field(0.0, ge=0, lt=1, description="Attention-probability dropout; 0 is faster and rarely hurts fine-tuning.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this value (null: no clipping)."
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="Override the model's hidden dropout (null: keep the pretrained value)."
+    )
+    attention_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Attention-probability dropout; 0 is faster and rarely hurts fine-tuning."
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="bf16 autocast; 'auto' uses it where the CPU/GPU has native bf16 matmul (AMX, Ampere+).")
+        "auto", description="bf16 autocast; 'auto' uses it where the CPU/GPU has native bf16 matmul (AMX, Ampere+)."
+    )
     attention: Literal["auto", "eager", "sdpa"] = Field(
-        "auto", description="Attention kernel; 'auto' = eager on CPU (with bf16 autocast ~1.7x faster than sdpa on short sentences), sdpa on GPU.")
-    max_length: int | None = Field(None, ge=8, description="Max word-pieces per window (null: the model's limit). NER splits longer sentences into windows.")
-    group_by_length: bool = Field(True, description="Batch examples of similar length together: far less padding, same quality.")
-    eval_every: int | None = Field(None, ge=1, description="Evaluate on dev every N optimizer steps (null: once per epoch).")
-    patience: int | None = Field(3, ge=1, description="Stop after N evaluations without dev improvement (null: never stop early).")
-    metric: str | None = Field(None, description="Dev metric to select on (default: f1 for ner, accuracy / micro_f1 for classification).")
+        "auto",
+        description="Attention kernel; 'auto' = eager on CPU (with bf16 autocast ~1.7x faster than sdpa on "
+        "short sentences), sdpa on GPU.",
+    )
+    max_length: int | None = Field(
+        None,
+        ge=8,
+        description="Max word-pieces per window (null: the model's limit). NER splits longer sentences into windows.",
+    )
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together: far less padding, same quality."
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate on dev every N optimizer steps (null: once per epoch)."
+    )
+    patience: int | None = Field(
+        3, ge=1, description="Stop after N evaluations without dev improvement (null: never stop early)."
+    )
+    metric: str | None = Field(
+        None, description="Dev metric to select on (default: f1 for ner, accuracy / micro_f1 for classification)."
+    )
     seed: int = Field(42, description="Seeds data order, splits, head init and dropout: same seed => same metrics.")
     eval_batch_size: int = Field(64, ge=1, description="Examples per forward pass at evaluation.")
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch (null: all cores of this process's share).")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for torch (null: all cores of this process's share)."
+    )
     checkpoint: bool = Field(True, description="Save a resumable checkpoint at each evaluation (output/checkpoints).")
 
 
@@ -69,10 +113,16 @@ class RunConfig(_Strict):
 
     task: Literal["classification", "multilabel", "ner"] = Field(description="What to predict.")
     model: str = Field("minilm", description="Bundled alias (see `fieldtune models`), local HF directory, or hub id.")
-    method: Literal["full", "freeze", "head"] = Field("full", description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe.")
-    freeze_layers: int = Field(2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always).")
+    method: Literal["full", "freeze", "head"] = Field(
+        "full", description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe."
+    )
+    freeze_layers: int = Field(
+        2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always)."
+    )
     data: DataConfig
-    output: Path = Field(Path("runs/run"), description="Run directory: model/, metrics.json, report.md, plots, log.jsonl.")
+    output: Path = Field(
+        Path("runs/run"), description="Run directory: model/, metrics.json, report.md, plots, log.jsonl."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
@@ -124,8 +174,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise UserError(f"invalid YAML: {getattr(err, 'problem', err)}", path=path,
-                        line=None if line is None else line + 1) from None
+        raise UserError(
+            f"invalid YAML: {getattr(err, 'problem', err)}", path=path, line=None if line is None else line + 1
+        ) from None
     if not isinstance(raw, dict):
         raise UserError("the config must be a YAML mapping (key: value lines)", path=path)
     return raw

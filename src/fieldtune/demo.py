@@ -12,8 +12,11 @@ from .run import train
 
 CONFIGS = Path(__file__).parent / "configs"
 EXAMPLES = {
-    "banking77": ["My card still hasn't arrived after two weeks.", "What's the fee for taking cash out at an ATM?",
-                  "I typed my PIN wrong too many times and now it's blocked."],
+    "banking77": [
+        "My card still hasn't arrived after two weeks.",
+        "What's the fee for taking cash out at an ATM?",
+        "I typed my PIN wrong too many times and now it's blocked.",
+    ],
     "wnut17": ["Just watched Stranger Things with Sarah in London !", "Anyone tried the new iPhone from Apple yet ?"],
 }
 
@@ -25,8 +28,15 @@ def run_demo(output: Path, console: Console) -> None:
         console.rule(f"[bold]{name}")
         result = train(CONFIGS / f"{name}.yaml", [f"output={output / name}"])
         m, key = result.metrics, "accuracy" if "accuracy" in result.metrics["dev"] else "f1"
-        table.add_row(name, f"{key}", f"{m['dev'][key]:.3f}", f"{m['test'][key]:.3f}", f"{m['baseline'][key]:.3f}",
-                      f"{m['train']['wall_s']:.0f}", f"{m['train']['tokens_per_s']:.0f}")
+        table.add_row(
+            name,
+            f"{key}",
+            f"{m['dev'][key]:.3f}",
+            f"{m['test'][key]:.3f}",
+            f"{m['baseline'][key]:.3f}",
+            f"{m['train']['wall_s']:.0f}",
+            f"{m['train']['tokens_per_s']:.0f}",
+        )
         predictor = load(result.model_dir)
         for text in EXAMPLES[name]:
             console.print(f"  {text!r}\n    -> {predictor.predict(text)}", highlight=False)

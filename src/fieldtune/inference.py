@@ -11,8 +11,9 @@ from .training.batching import collate, eval_batches
 
 
 @torch.no_grad()
-def forward_logits(model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int, pad_id: int,
-                   autocast: bool = False) -> list[np.ndarray]:
+def forward_logits(
+    model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int, pad_id: int, autocast: bool = False
+) -> list[np.ndarray]:
     """Logits per feature, in feature order, without padding rows/positions.
 
     Returns:

@@ -1,8 +1,8 @@
 """How parameters adapt. Each method freezes what it doesn't train; all report the counts.
 
-    full    every weight trains
-    freeze  embeddings + the bottom ``freeze_layers`` transformer layers are frozen
-    head    only the task head trains (a linear probe on the pretrained features)
+full    every weight trains
+freeze  embeddings + the bottom ``freeze_layers`` transformer layers are frozen
+head    only the task head trains (a linear probe on the pretrained features)
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ _METHODS: dict[str, Callable[[nn.Module, int], None]] = {}
 
 def register_method(name: str):
     """Decorator adding a method; duplicate names are a bug."""
+
     def wrap(fn: Callable[[nn.Module, int], None]):
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         _METHODS[name] = fn
         return fn
+
     return wrap
 
 
@@ -55,8 +57,10 @@ def _freeze(model: nn.Module, layers: int) -> None:
     backbone = _backbone(model)
     blocks = _layer_list(backbone)
     if layers > len(blocks):
-        raise UserError(f"freeze_layers={layers} but the model has {len(blocks)} layers",
-                        hint=f"use 0..{len(blocks)}, or method: head to freeze all")
+        raise UserError(
+            f"freeze_layers={layers} but the model has {len(blocks)} layers",
+            hint=f"use 0..{len(blocks)}, or method: head to freeze all",
+        )
     frozen = [backbone.get_input_embeddings(), *blocks[:layers]]
     if hasattr(backbone, "embeddings"):
         frozen.append(backbone.embeddings)  # position / type embeddings and their LayerNorm too

@@ -6,20 +6,38 @@ NER -> ``[{"entity_group", "word", "start", "end", "score"}]`` with character of
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact, load_artifact
+import numpy as np
+
+from .artifacts import Artifact, find_model_dir, load_artifact
 from .data.examples import Example
 from .errors import UserError
 from .inference import forward_logits
 from .tasks import get_task
 
+Forward = Callable[[list[dict[str, Any]], int, int], list[np.ndarray]]
+
 
 class Predictor:
-    """Predictions from a saved model. The same object serves the CLI, the API and the server."""
+    """Predictions from a saved model. The same object serves the CLI, the API and the server.
 
-    def __init__(self, artifact: Artifact, batch_size: int = 32) -> None:
+    ``backend`` says what computes the logits: ``torch`` (the artifact's PyTorch model),
+    ``torch-bf16`` (the same under bf16 autocast) or ``onnx`` / ``onnx-int8`` (ONNX Runtime over
+    ``MODEL_DIR/onnx``, see ``fieldtune export``).
+    """
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        batch_size: int = 32,
+        onnx_session: Any = None,
+        backend: str | None = None,
+        autocast: bool = False,
+    ) -> None:
         self.artifact, self.batch_size = artifact, batch_size
         self.meta = artifact.meta
         self.task = get_task(self.meta["task"])
@@ -27,10 +45,34 @@ class Predictor:
         self.id2label = dict(enumerate(self.labels))
         self.label2id = {label: i for i, label in enumerate(self.labels)}
         self.max_length: int = self.meta["max_length"]
+        if onnx_session is None:
+            self.backend = "torch-bf16" if autocast else "torch"
+            self._forward: Forward = functools.partial(forward_logits, artifact.model, autocast=autocast)
+        else:
+            from .export.runtime import onnx_forward_logits
+
+            self.backend = backend or "onnx"
+            self._forward = functools.partial(onnx_forward_logits, onnx_session)
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 32) -> Predictor:
-        return cls(load_artifact(path), batch_size)
+    def load(cls, path: str | Path, batch_size: int = 32, backend: str = "auto") -> Predictor:
+        """Load a run or model folder.
+
+        Args:
+            path: A run folder or its ``model/`` folder.
+            batch_size: Texts per forward pass.
+            backend: ``auto`` (ONNX when exported: int8 if present, else fp32; otherwise torch),
+                ``torch``, ``torch-bf16`` (bf16 autocast), ``onnx`` (as auto, but an error
+                without an export), ``onnx-fp32`` or ``onnx-int8``.
+        """
+        from .export.runtime import open_session, resolve_backend
+
+        model_dir = find_model_dir(path)
+        name, onnx_path = resolve_backend(model_dir, backend)
+        if onnx_path is None:
+            return cls(load_artifact(model_dir), batch_size, autocast=name == "torch-bf16")
+        artifact = load_artifact(model_dir, with_model=False)  # no torch weights: ONNX runs it
+        return cls(artifact, batch_size, open_session(onnx_path), name)
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""
@@ -46,9 +88,9 @@ class Predictor:
 
     def predict_examples(self, examples: list[Example]) -> list[Any]:
         """Task-level predictions (label probabilities / tags) for already-built examples."""
-        tok, model = self.artifact.tokenizer, self.artifact.model
+        tok = self.artifact.tokenizer
         features = self.task.encode(examples, tok, self.label2id, self.max_length)
-        logits = forward_logits(model, features, self.batch_size, tok.pad_token_id)
+        logits = self._forward(features, self.batch_size, tok.pad_token_id)
         return self.task.decode(examples, features, logits, self.id2label, self.meta.get("state", {}))
 
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
@@ -56,6 +98,6 @@ class Predictor:
         return self.task.metrics(examples, self.predict_examples(examples), self.labels)
 
 
-def load(path: str | Path, batch_size: int = 32) -> Predictor:
-    """``fieldtune.load(path).predict([...])``."""
-    return Predictor.load(path, batch_size)
+def load(path: str | Path, batch_size: int = 32, backend: str = "auto") -> Predictor:
+    """``fieldtune.load(path).predict([...])``; ``backend``: auto | torch | onnx."""
+    return Predictor.load(path, batch_size, backend)

@@ -57,8 +57,11 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     model, tokenizer, max_length = load_model(cfg, task, labels)
     params = apply_method(model, cfg.method, cfg.freeze_layers)
     label2id = {label: i for i, label in enumerate(labels)}
-    encoded = {name: task.encode(ex, tokenizer, label2id, max_length)
-               for name, ex in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)) if ex}
+    encoded = {
+        name: task.encode(ex, tokenizer, label2id, max_length)
+        for name, ex in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))
+        if ex
+    }
     out = cfg.output
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -68,25 +71,57 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
         logits = forward_logits(m, encoded["dev"], cfg.train.eval_batch_size, pad_id)
-        return task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], logits, dict(enumerate(labels)), {}), labels)
+        return task.metrics(
+            splits.dev, task.decode(splits.dev, encoded["dev"], logits, dict(enumerate(labels)), {}), labels
+        )
 
-    loop = Loop(model, encoded["train"], dev_metrics, cfg.train, cfg.selection_metric(), accelerator, pad_id,
-                ckpt_dir=out / "checkpoints", on_eval=lambda r: _append_log(out / "log.jsonl", r), progress=progress)
+    loop = Loop(
+        model,
+        encoded["train"],
+        dev_metrics,
+        cfg.train,
+        cfg.selection_metric(),
+        accelerator,
+        pad_id,
+        ckpt_dir=out / "checkpoints",
+        on_eval=lambda r: _append_log(out / "log.jsonl", r),
+        progress=progress,
+    )
     state = loop.run(resume=resume)
     model = accelerator.unwrap_model(loop.model)
     tokens = accelerator.reduce(torch.tensor([state.real_tokens, state.padded_tokens]), reduction="sum").tolist()
     train_stats = {
-        "wall_s": round(time.perf_counter() - started, 2), "train_s": round(state.seconds, 2),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "train_s": round(state.seconds, 2),
         "step_s": round(state.step_seconds, 2),
-        "time_to_best_s": round(state.best_seconds, 2), "best_epoch": state.best_epoch,
-        "best_step": state.best_step, "steps": state.step, "stopped_early": state.stopped_early,
-        "train_tokens": tokens[0], "padded_tokens": tokens[1],
-        "tokens_per_s": round(tokens[0] / max(state.step_seconds, 1e-9), 1), "processes": accelerator.num_processes,
-        "precision": "bf16" if use_bf16(cfg) else "fp32", "attention": _attention(cfg),
-        "trainable_params": params["trainable"], "total_params": params["total"],
+        "time_to_best_s": round(state.best_seconds, 2),
+        "best_epoch": state.best_epoch,
+        "best_step": state.best_step,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "train_tokens": tokens[0],
+        "padded_tokens": tokens[1],
+        "tokens_per_s": round(tokens[0] / max(state.step_seconds, 1e-9), 1),
+        "processes": accelerator.num_processes,
+        "precision": "bf16" if use_bf16(cfg) else "fp32",
+        "attention": _attention(cfg),
+        "trainable_params": params["trainable"],
+        "total_params": params["total"],
     }
-    result = _finish(cfg, task, splits, labels, model, tokenizer, max_length, encoded, params, state.history,
-                     train_stats, accelerator)
+    result = _finish(
+        cfg,
+        task,
+        splits,
+        labels,
+        model,
+        tokenizer,
+        max_length,
+        encoded,
+        params,
+        state.history,
+        train_stats,
+        accelerator,
+    )
     accelerator.wait_for_everyone()
     return result
 
@@ -97,8 +132,11 @@ def _accelerator(cfg: RunConfig) -> Accelerator:
     with different settings, e.g. a notebook or the test suite."""
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision="bf16" if use_bf16(cfg) else "no", cpu=not _has_device(),
-                       gradient_accumulation_steps=cfg.train.grad_accum)
+    return Accelerator(
+        mixed_precision="bf16" if use_bf16(cfg) else "no",
+        cpu=not _has_device(),
+        gradient_accumulation_steps=cfg.train.grad_accum,
+    )
 
 
 def _has_device() -> bool:
@@ -133,16 +171,27 @@ def load_model(cfg: RunConfig, task: Task, labels: list[str]):
         for key, value in overrides.items():
             if hasattr(config, key):
                 setattr(config, key, value)
-        config.update({"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                       "label2id": {label: i for i, label in enumerate(labels)}, **task.model_kwargs(labels)})
-        model = getattr(transformers, task.auto_model).from_pretrained(path, config=config,
-                                                                       attn_implementation=_attention(cfg))
+        config.update(
+            {
+                "num_labels": len(labels),
+                "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)},
+                **task.model_kwargs(labels),
+            }
+        )
+        model = getattr(transformers, task.auto_model).from_pretrained(
+            path, config=config, attn_implementation=_attention(cfg)
+        )
     except (OSError, ValueError) as err:
-        raise UserError(f"could not load model {cfg.model!r}: {str(err).splitlines()[0]}",
-                        hint="use a bundled alias (`fieldtune models`), a local folder, or set HF_HUB_OFFLINE=0 to "
-                             "download a hub id") from None
+        raise UserError(
+            f"could not load model {cfg.model!r}: {str(err).splitlines()[0]}",
+            hint="use a bundled alias (`fieldtune models`), a local folder, or set HF_HUB_OFFLINE=0 to "
+            "download a hub id",
+        ) from None
     if not getattr(tokenizer, "is_fast", False):
-        raise UserError(f"model {cfg.model!r} has no fast tokenizer", hint="fieldtune needs word alignment from a fast tokenizer")
+        raise UserError(
+            f"model {cfg.model!r} has no fast tokenizer", hint="fieldtune needs word alignment from a fast tokenizer"
+        )
     limit = getattr(config, "max_position_embeddings", 512)
     max_length = min(cfg.train.max_length or limit, limit, tokenizer.model_max_length)
     return model, tokenizer, max_length
@@ -154,14 +203,17 @@ def _attention(cfg: RunConfig) -> str:
     return "sdpa" if torch.cuda.is_available() else "eager"
 
 
-def _finish(cfg, task, splits: Splits, labels, model, tokenizer, max_length, encoded, params, history,
-            train_stats, accelerator) -> RunResult:
+def _finish(
+    cfg, task, splits: Splits, labels, model, tokenizer, max_length, encoded, params, history, train_stats, accelerator
+) -> RunResult:
     """Final dev/test evaluation with the best weights, then the artifact, metrics, report, plots."""
     id2label = dict(enumerate(labels))
     model.eval()
     dev_logits = forward_logits(model, encoded["dev"], cfg.train.eval_batch_size, tokenizer.pad_token_id)
     state = task.tune(splits.dev, encoded["dev"], dev_logits, labels)
-    metrics: dict[str, Any] = {"dev": task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], dev_logits, id2label, state), labels)}
+    metrics: dict[str, Any] = {
+        "dev": task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], dev_logits, id2label, state), labels)
+    }
     scored, test_preds = splits.dev, None
     if splits.test:
         logits = forward_logits(model, encoded["test"], cfg.train.eval_batch_size, tokenizer.pad_token_id)
@@ -179,8 +231,16 @@ def _finish(cfg, task, splits: Splits, labels, model, tokenizer, max_length, enc
     meta = _meta(cfg, labels, state, max_length, metrics, params, splits)
     save_artifact(model, tokenizer, meta, out / "model")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    summary = {"config": cfg.model_dump(mode="json"), "metrics": metrics, "sizes": splits.sizes(), "labels": labels,
-               "params": params, "metric": cfg.selection_metric(), "notes": splits.notes, "plots": plots}
+    summary = {
+        "config": cfg.model_dump(mode="json"),
+        "metrics": metrics,
+        "sizes": splits.sizes(),
+        "labels": labels,
+        "params": params,
+        "metric": cfg.selection_metric(),
+        "notes": splits.notes,
+        "plots": plots,
+    }
     (out / "report.md").write_text(render_report(summary), encoding="utf-8")
     return RunResult(out, out / "model", metrics)
 
@@ -191,14 +251,26 @@ def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> di
     import sklearn
 
     return {
-        "fieldtune_version": __version__, "task": cfg.task, "labels": labels, "state": state,
-        "max_length": max_length, "base_model": {"name": cfg.model, "resolved": resolve(cfg.model)},
-        "method": cfg.method, "params": params, "config": cfg.model_dump(mode="json"),
+        "fieldtune_version": __version__,
+        "task": cfg.task,
+        "labels": labels,
+        "state": state,
+        "max_length": max_length,
+        "base_model": {"name": cfg.model, "resolved": resolve(cfg.model)},
+        "method": cfg.method,
+        "params": params,
+        "config": cfg.model_dump(mode="json"),
         "metrics": {k: metrics[k] for k in ("dev", "test", "baseline") if k in metrics},
-        "data": splits.fingerprints, "sizes": splits.sizes(), "notes": splits.notes,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-                     "scikit-learn": sklearn.__version__},
+        "data": splits.fingerprints,
+        "sizes": splits.sizes(),
+        "notes": splits.notes,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

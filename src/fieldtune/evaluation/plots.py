@@ -50,8 +50,15 @@ def confusion_matrix_png(gold: list[str], pred: list[str], labels: list[str], pa
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if cm[i, j] >= 0.005:
-                    ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if cm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{cm[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if cm[i, j] > 0.5 else "black",
+                    )
     ax.set_title("Confusion matrix (test, row-normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

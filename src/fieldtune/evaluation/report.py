@@ -34,11 +34,21 @@ def render_report(summary: dict[str, Any]) -> str:
     detail = metrics.get("test") or metrics["dev"]
     per = detail.get("per_type") or detail.get("per_class") or {}
     if per:
-        lines += ["", "## Per " + ("type" if "per_type" in detail else "class") + " (" +
-                  ("test" if "test" in metrics else "dev") + ")", "",
-                  "| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | {v['support']} |"
-                  for k, v in per.items()]
+        lines += [
+            "",
+            "## Per "
+            + ("type" if "per_type" in detail else "class")
+            + " ("
+            + ("test" if "test" in metrics else "dev")
+            + ")",
+            "",
+            "| label | precision | recall | f1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | {v['support']} |"
+            for k, v in per.items()
+        ]
     if summary.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in summary["plots"]]
     return "\n".join(lines) + "\n"

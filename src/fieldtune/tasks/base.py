@@ -26,13 +26,20 @@ class Task(ABC):
         """The label set, in a stable order, from the training examples."""
 
     @abstractmethod
-    def encode(self, examples: list[Example], tokenizer: Any, label2id: dict[str, int],
-               max_length: int) -> list[dict[str, Any]]:
+    def encode(
+        self, examples: list[Example], tokenizer: Any, label2id: dict[str, int], max_length: int
+    ) -> list[dict[str, Any]]:
         """Features for the model; examples too long for ``max_length`` are windowed or truncated."""
 
     @abstractmethod
-    def decode(self, examples: list[Example], features: list[dict[str, Any]],
-               logits: list[np.ndarray], id2label: dict[int, str], state: dict[str, Any]) -> list[Any]:
+    def decode(
+        self,
+        examples: list[Example],
+        features: list[dict[str, Any]],
+        logits: list[np.ndarray],
+        id2label: dict[int, str],
+        state: dict[str, Any],
+    ) -> list[Any]:
         """One prediction per example from the logits of its features."""
 
     @abstractmethod
@@ -59,8 +66,9 @@ class Task(ABC):
         """Extra ``from_pretrained`` arguments (problem type etc.)."""
         return {}
 
-    def tune(self, examples: list[Example], features: list[dict[str, Any]], logits: list[np.ndarray],
-             labels: list[str]) -> dict[str, Any]:
+    def tune(
+        self, examples: list[Example], features: list[dict[str, Any]], logits: list[np.ndarray], labels: list[str]
+    ) -> dict[str, Any]:
         """Fit post-training state on dev (e.g. a multi-label threshold). Stored in the artifact."""
         return {}
 

@@ -31,8 +31,7 @@ class _TextTask(Task):
     def encode(self, examples, tokenizer, label2id, max_length):
         enc = tokenizer([ex.text for ex in examples], truncation=True, max_length=max_length)
         return [
-            {"input_ids": ids, "labels": self._target(ex, label2id), "example": i,
-             "truncated": len(ids) >= max_length}
+            {"input_ids": ids, "labels": self._target(ex, label2id), "example": i, "truncated": len(ids) >= max_length}
             for i, (ex, ids) in enumerate(zip(examples, enc["input_ids"]))
         ]
 

@@ -71,13 +71,15 @@ class TokenClassification(Task):
         entities = []
         for etype, first, last in M.spans(tags):
             start, end = spans[first][0], spans[last][1]
-            entities.append({
-                "entity_group": etype,
-                "word": text[start:end],
-                "start": start,
-                "end": end,
-                "score": round(float(np.mean(conf[first:last + 1])), 6),
-            })
+            entities.append(
+                {
+                    "entity_group": etype,
+                    "word": text[start:end],
+                    "start": start,
+                    "end": end,
+                    "score": round(float(np.mean(conf[first : last + 1])), 6),
+                }
+            )
         return entities
 
 
@@ -92,7 +94,7 @@ def _windows(ids: list[int], word_ids: list[int | None], max_length: int):
     if not positions:
         yield ids, []
         return
-    prefix, suffix = ids[: positions[0]], ids[positions[-1] + 1:]
+    prefix, suffix = ids[: positions[0]], ids[positions[-1] + 1 :]
     pieces: dict[int, list[int]] = {}
     for p in positions:
         pieces.setdefault(word_ids[p], []).append(ids[p])

@@ -46,8 +46,16 @@ class LengthGroupedBatches(Sampler[list[int]]):
     random mix. Without ``group`` it is a plain shuffled (or ordered) batching.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, *, shuffle: bool = True, group: bool = True,
-                 seed: int = 0, pool: int = 64) -> None:
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        group: bool = True,
+        seed: int = 0,
+        pool: int = 64,
+    ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size, self.shuffle, self.group, self.seed, self.pool = batch_size, shuffle, group, seed, pool
         self.epoch = 0
@@ -65,9 +73,9 @@ class LengthGroupedBatches(Sampler[list[int]]):
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         if self.group:
             size = self.batch_size * self.pool
-            pools = [order[i: i + size] for i in range(0, len(order), size)]
+            pools = [order[i : i + size] for i in range(0, len(order), size)]
             order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in pools])
-        batches = [order[i: i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         if self.shuffle and self.group:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         yield from batches
@@ -76,4 +84,4 @@ class LengthGroupedBatches(Sampler[list[int]]):
 def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Evaluation order: longest first (fastest, and a memory problem shows up at once)."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i: i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]

@@ -65,8 +65,9 @@ class Loop:
 
     def run(self, resume: bool = False) -> LoopState:
         acc, cfg = self.accelerator, self.cfg
-        self.sampler = LengthGroupedBatches([len(f["input_ids"]) for f in self.features], cfg.batch_size,
-                                            group=cfg.group_by_length, seed=cfg.seed)
+        self.sampler = LengthGroupedBatches(
+            [len(f["input_ids"]) for f in self.features], cfg.batch_size, group=cfg.group_by_length, seed=cfg.seed
+        )
         loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=partial(collate, pad_id=self.pad_id))
         optimizer = build_optimizer(self.model, cfg)
         total_steps = math.ceil(len(self.sampler) / cfg.grad_accum) * cfg.epochs  # single-process count
@@ -88,8 +89,14 @@ class Loop:
         while state.epoch < cfg.epochs and not state.stopped_early:
             self.sampler.use_epoch(state.epoch)
             batches = acc.skip_first_batches(self.loader, state.batch) if state.batch else self.loader
-            bar = tqdm(batches, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", initial=state.batch,
-                       total=len(self.loader), disable=not (self.progress and acc.is_main_process), leave=False)
+            bar = tqdm(
+                batches,
+                desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                initial=state.batch,
+                total=len(self.loader),
+                disable=not (self.progress and acc.is_main_process),
+                leave=False,
+            )
             for batch in bar:
                 tick = time.perf_counter()
                 self._step(batch)
@@ -138,9 +145,15 @@ class Loop:
         else:
             state.bad_evals += 1
         state.stopped_early = bool(self.cfg.patience and state.bad_evals >= self.cfg.patience)
-        record = {"event": "eval", "epoch": self._epochs_done(), "step": state.step, "seconds": round(state.seconds, 2),
-                  "train_loss": round(self._loss_sum / max(self._loss_n, 1), 6), "best": improved,
-                  "dev": {k: v for k, v in dev.items() if not isinstance(v, (dict, list))}}
+        record = {
+            "event": "eval",
+            "epoch": self._epochs_done(),
+            "step": state.step,
+            "seconds": round(state.seconds, 2),
+            "train_loss": round(self._loss_sum / max(self._loss_n, 1), 6),
+            "best": improved,
+            "dev": {k: v for k, v in dev.items() if not isinstance(v, (dict, list))},
+        }
         self._loss_sum, self._loss_n = 0.0, 0
         state.history.append(record)
         if acc.is_main_process:
@@ -175,8 +188,9 @@ class Loop:
         found = [d for d in found if (d / "loop.json").is_file()]  # last.old: killed mid-swap
         last = found[0] if found else None
         if last is None:
-            raise UserError(f"nothing to resume: no checkpoint in {self.ckpt_dir}",
-                            hint="run without --resume to start fresh")
+            raise UserError(
+                f"nothing to resume: no checkpoint in {self.ckpt_dir}", hint="run without --resume to start fresh"
+            )
         self.accelerator.load_state(str(last))
         self.state = LoopState(**json.loads((last / "loop.json").read_text()))
         self.best_weights = torch.load(last / "best_weights.pt", weights_only=True)

@@ -1,0 +1,150 @@
+"""Request and response bodies of the HTTP API (pydantic; they also make the OpenAPI document).
+
+Request limits (texts per request, characters per text) are part of the schema as ``maxItems`` /
+``maxLength`` so clients and fuzzers can see them, but they are enforced by the app, which answers
+413 (not 422) when a limit is exceeded — the request is well formed, just too big.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    create_model,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictParameters(_Strict):
+    """Optional inference parameters (Hugging Face Inference API style)."""
+
+    top_k: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="classification: return the k best labels as a list; "
+        "multi-label: at most k scores; ignored for NER",
+    )
+
+
+def predict_request_model(max_inputs: int, max_chars: int) -> type[BaseModel]:
+    """The ``POST /v1/predict`` body with this server's limits written into its schema."""
+    text = Annotated[StrictStr, Field(min_length=1, json_schema_extra={"maxLength": max_chars, "pattern": r"\S"})]
+    texts = Annotated[list[text], Field(min_length=1, json_schema_extra={"maxItems": max_inputs})]
+    return create_model(
+        "PredictRequest",
+        __base__=_Strict,
+        __doc__=f"A text or a list of up to {max_inputs} texts of up to {max_chars} characters.",
+        inputs=(text | texts, Field(..., description="a text or a non-empty list of texts")),
+        parameters=(PredictParameters, Field(default_factory=PredictParameters)),
+    )
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class MultiLabelPrediction(BaseModel):
+    labels: list[str] = Field(description="labels whose score passed the tuned threshold")
+    scores: list[LabelScore]
+
+
+class Entity(BaseModel):
+    entity_group: str
+    word: str = Field(description="input[start:end]")
+    start: int = Field(description="character offset in the input text")
+    end: int
+    score: float
+
+
+Prediction = LabelScore | list[LabelScore] | MultiLabelPrediction | list[Entity]
+
+
+class PredictResponse(BaseModel):
+    model_version: str = Field(description="first 12 hex of sha256 over fieldtune.json's `created` and `data`")
+    predictions: list[Prediction] = Field(description="one per input, in input order")
+    ids: list[str] = Field(description="a prediction id (uuid4 hex) per input, for logs and feedback")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. payload_too_large, invalid_request")
+    message: str
+    hint: str | None = Field(None, description="how to fix the request")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    model_version: str
+    error: str | None = None
+
+
+class Limits(BaseModel):
+    max_inputs: int
+    max_chars: int
+    max_body_bytes: int
+    max_batch: int
+    max_wait_ms: float
+    batching: bool
+
+
+class Metadata(BaseModel):
+    task: str
+    labels: list[str]
+    model_version: str
+    base_model: Any = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created: str | None = None
+    fieldtune_version: str | None = None
+    max_length: int | None = None
+    backend: str | None = None
+    causal_lm: bool = False
+    limits: Limits
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class ChatRequest(_Strict):
+    """OpenAI-style chat completion request (served for causal LM artifacts only)."""
+
+    model: StrictStr | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: StrictFloat | StrictInt | None = Field(None, ge=0, le=2)
+    top_p: StrictFloat | StrictInt | None = Field(None, gt=0, le=1)
+    stream: StrictBool = False
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessage
+    finish_reason: str | None = None
+
+
+class ChatResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: dict[str, int] = Field(default_factory=dict)
