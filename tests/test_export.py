@@ -96,6 +96,14 @@ def test_onnx_backend_predicts_like_torch(exported):
         assert np.allclose(scores, [o["score"] for o in torch_out], atol=1e-5)
 
 
+def test_torch_bf16_backend(cls_model):
+    texts = TEXTS["classification"]
+    fp32 = Predictor.load(cls_model, backend="torch").predict(texts)
+    bf16 = Predictor.load(cls_model, backend="torch-bf16")
+    assert bf16.backend == "torch-bf16" and bf16.artifact.model is not None
+    assert [o["label"] for o in bf16.predict(texts)] == [o["label"] for o in fp32]
+
+
 def test_auto_picks_onnx_after_export(exported, tmp_path):
     task, model_dir, _ = exported
     predictor = Predictor.load(model_dir.parent)  # the run folder works too
