@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tables import markdown, show  # bench/tables.py (the script's folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -531,26 +533,6 @@ def ratio_rows(rat: dict[str, dict[str, float]]) -> list[list[str]]:
 
 
 RATIO_HEADERS = ["ratio", "tok/s train", "tok/s e2e", "wall speed-up", "test F1 Δ pts", "dev F1 Δ pts", "peak RSS"]
-
-
-def markdown(headers: list[str], body: list[list[str]]) -> str:
-    """A GitHub Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
-def show(headers: list[str], body: list[list[str]], title: str) -> None:
-    """Print a table with rich when available, else as Markdown."""
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"\n{title}\n{markdown(headers, body)}")
-        return
-    table = Table(*headers, title=title)
-    for r in body:
-        table.add_row(*r)
-    Console(width=200).print(table)
 
 
 def orchestrate(args: argparse.Namespace) -> None:

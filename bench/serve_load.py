@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tables import markdown, show  # bench/tables.py (the script's folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -346,26 +348,6 @@ def int8_check(results: dict[str, dict[str, Any]], max_drop_pts: float = 0.5) ->
     delta = 100 * (int8 - results[ref]["accuracy"])
     verdict = "PASS" if delta >= -max_drop_pts else "FAIL"
     return f"int8 accuracy check: {verdict} (onnx-int8 {delta:+.2f} pts vs {ref}, limit -{max_drop_pts})"
-
-
-def markdown(headers: list[str], body: list[list[str]]) -> str:
-    """A GitHub Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
-def show(headers: list[str], body: list[list[str]], title: str) -> None:
-    """Print a table with rich when available, else as Markdown."""
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"\n{title}\n{markdown(headers, body)}")
-        return
-    table = Table(*headers, title=title)
-    for r in body:
-        table.add_row(*r)
-    Console(width=200).print(table)
 
 
 def environment() -> dict[str, Any]:

@@ -40,16 +40,24 @@ def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Swap a complete ``staging`` folder in as ``target``; an older ``target`` goes only after.
+
+    A kill between the two renames leaves the previous version at ``.<target>.old``.
+    """
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by an earlier kill between the renames
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_model_dir(path: str | Path) -> Path:

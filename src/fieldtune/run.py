@@ -64,16 +64,12 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     }
     out = cfg.output
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.yaml").write_text(_yaml(cfg), encoding="utf-8")
-        (out / "log.jsonl").unlink(missing_ok=True)  # a resumed loop re-logs its checkpoint's history
-    pad_id = tokenizer.pad_token_id
+        _start_output(cfg)
+    pad_id, id2label = tokenizer.pad_token_id, dict(enumerate(labels))
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
         logits = forward_logits(m, encoded["dev"], cfg.train.eval_batch_size, pad_id)
-        return task.metrics(
-            splits.dev, task.decode(splits.dev, encoded["dev"], logits, dict(enumerate(labels)), {}), labels
-        )
+        return task.metrics(splits.dev, task.decode(splits.dev, encoded["dev"], logits, id2label, {}), labels)
 
     loop = Loop(
         model,
@@ -89,8 +85,31 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     )
     state = loop.run(resume=resume)
     model = accelerator.unwrap_model(loop.model)
+    train_stats = _train_stats(cfg, state, accelerator, params, started)
+    result = _finish(
+        cfg,
+        task,
+        splits,
+        labels,
+        model,
+        tokenizer,
+        max_length,
+        encoded,
+        params,
+        state.history,
+        train_stats,
+        accelerator,
+    )
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _train_stats(
+    cfg: RunConfig, state: Any, accelerator: Accelerator, params: dict[str, int], started: float
+) -> dict[str, Any]:
+    """Timing, throughput (real tokens summed over processes) and settings for metrics.json."""
     tokens = accelerator.reduce(torch.tensor([state.real_tokens, state.padded_tokens]), reduction="sum").tolist()
-    train_stats = {
+    return {
         "wall_s": round(time.perf_counter() - started, 2),
         "train_s": round(state.seconds, 2),
         "step_s": round(state.step_seconds, 2),
@@ -108,22 +127,6 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
         "trainable_params": params["trainable"],
         "total_params": params["total"],
     }
-    result = _finish(
-        cfg,
-        task,
-        splits,
-        labels,
-        model,
-        tokenizer,
-        max_length,
-        encoded,
-        params,
-        state.history,
-        train_stats,
-        accelerator,
-    )
-    accelerator.wait_for_everyone()
-    return result
 
 
 def _accelerator(cfg: RunConfig) -> Accelerator:
@@ -273,6 +276,13 @@ def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> di
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _start_output(cfg: RunConfig) -> None:
+    """Create the run folder only now that every input has been checked."""
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    (cfg.output / "run.yaml").write_text(_yaml(cfg), encoding="utf-8")
+    (cfg.output / "log.jsonl").unlink(missing_ok=True)  # a resumed loop re-logs its checkpoint's history
 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:

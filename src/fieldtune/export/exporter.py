@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 import transformers
 
-from ..artifacts import find_model_dir, read_meta
+from ..artifacts import find_model_dir, read_meta, replace_dir
 from ..errors import UserError
 from ..inference import forward_logits
 from ..tasks import get_task
@@ -56,7 +55,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False, console: Any = None) 
     try:
         report = _build(model, features, tokenizer.pad_token_id, staging, int8, console)
         (staging / REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
-        _publish(staging, model_dir / ONNX_DIR)
+        replace_dir(staging, model_dir / ONNX_DIR)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -211,16 +210,6 @@ def _print_parity(console: Any, results: dict[str, dict[str, Any]]) -> None:
         f"< {parity.TIE_GAP:.0%} apart); all: including ties",
         highlight=False,
     )
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Rename the complete staging folder to ``target``, replacing an older export in one step."""
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _ort_version() -> str:

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..artifacts import replace_dir
 from ..config import TrainConfig
 from ..errors import UserError
 from .batching import LengthGroupedBatches, collate
@@ -175,17 +176,12 @@ class Loop:
         if acc.is_main_process:
             torch.save(self.best_weights, tmp / "best_weights.pt")
             (tmp / "loop.json").write_text(json.dumps(asdict(self.state)))
-            old = self.ckpt_dir / "last.old"
-            shutil.rmtree(old, ignore_errors=True)  # left by a kill between the two renames
-            if last.exists():
-                last.rename(old)
-            tmp.rename(last)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, last)
         acc.wait_for_everyone()
 
     def _restore(self) -> None:
-        found = [d / n for d in ([self.ckpt_dir] if self.ckpt_dir else []) for n in ("last", "last.old")]
-        found = [d for d in found if (d / "loop.json").is_file()]  # last.old: killed mid-swap
+        found = [d / n for d in ([self.ckpt_dir] if self.ckpt_dir else []) for n in ("last", ".last.old")]
+        found = [d for d in found if (d / "loop.json").is_file()]  # .last.old: killed mid-swap
         last = found[0] if found else None
         if last is None:
             raise UserError(
