@@ -1,0 +1,12 @@
+"""The store: predictions, feedback and the model registry (SQLAlchemy 2, Alembic migrations).
+
+SQLite by default (``runs/fieldtune.db``), PostgreSQL by URL (``FIELDTUNE_DB_URL``).
+Modules: ``models`` (tables), ``db`` (engines, migrations), ``store`` (``Store``: all reads and
+writes), ``registry`` (registering artifacts, checked promotion and rollback).
+"""
+
+from .db import DB_URL_ENV, database_url
+from .models import Decision, Feedback, ModelVersion, Prediction
+from .store import Store, text_hash
+
+__all__ = ["DB_URL_ENV", "Decision", "Feedback", "ModelVersion", "Prediction", "Store", "database_url", "text_hash"]
