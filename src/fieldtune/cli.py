@@ -141,18 +141,24 @@ def export(
 @app.command()
 @_user_errors
 def serve(
-    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    model: Optional[Path] = typer.Argument(
+        None, help="run folder or its model/ folder (default: the registry's champion)"
+    ),
     host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, min=1, help="server processes"),
     backend: str = typer.Option(
         "auto", help="auto (ONNX if exported) | torch | torch-bf16 | onnx | onnx-fp32 | onnx-int8"
     ),
+    db: Optional[str] = typer.Option(None, "--db", help="store URL (default: FIELDTUNE_DB_URL or runs/fieldtune.db)"),
+    store: bool = typer.Option(True, "--store/--no-store", help="log predictions and accept /v1/feedback"),
 ) -> None:
-    """Serve a model over HTTP (FastAPI): /v1/predict, /health, /ready, /metadata, /metrics."""
+    """Serve a model over HTTP (FastAPI): /v1/predict, /v1/feedback, /health, /ready, /metadata, /metrics.
+
+    Without MODEL it serves the registry's champion and hot-reloads it when another is promoted."""
     from .serving import serve_cli
 
-    serve_cli(model, host=host, port=port, workers=workers, backend=backend)
+    serve_cli(model, host=host, port=port, workers=workers, backend=backend, db=db, use_store=store)
 
 
 @app.command()

@@ -15,36 +15,55 @@ from pathlib import Path
 from ..errors import UserError
 from .app import create_app
 from .model import check_model_dir
-from .settings import BACKEND_ENV, MODEL_DIR_ENV, graceful_seconds, limits_from_env
+from .settings import BACKEND_ENV, MODEL_DIR_ENV, graceful_seconds, limits_from_env, log_inputs_from_env
 
 __all__ = ["create_app", "serve_cli"]
 
 
 def serve_cli(
-    model: str | Path,
+    model: str | Path | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
     backend: str = "auto",
+    db: str | None = None,
+    use_store: bool = True,
 ) -> None:
     """Run the server until Ctrl-C / SIGTERM; in-flight requests finish first (graceful shutdown).
 
-    Everything that can be checked before binding is: the model folder, the backend, the limit
-    variables and the port — each failure is a :class:`UserError` (exit code 2 in the CLI).
+    ``model=None`` serves the registry's champion and hot-reloads it on promotion. With the store
+    (default: ``db``, else FIELDTUNE_DB_URL, else runs/fieldtune.db) predictions are logged and
+    /v1/feedback is on. Everything that can be checked before binding is: the model folder, the
+    backend, the database, the limit variables and the port — each failure is a
+    :class:`UserError` (exit code 2 in the CLI).
     """
     import uvicorn
 
-    model_dir, _ = check_model_dir(model, backend)
+    store = None
+    if use_store or model is None:
+        from ..store import DB_URL_ENV, Store
+
+        if db:
+            os.environ[DB_URL_ENV] = db  # workers open the same database
+        store = Store(db)
+    from .app import STORE_ENV, _champion_dir
+
+    model_dir, _ = check_model_dir(model if model is not None else _champion_dir(store), backend)
     limits = limits_from_env()
+    log_inputs = log_inputs_from_env()
     grace = graceful_seconds()
     _check_port(host, port)
     common = {"host": host, "port": port, "timeout_graceful_shutdown": grace, "log_level": "info"}
     if workers <= 1:
-        uvicorn.run(create_app(model_dir, backend=backend, **limits), **common)
+        app = create_app(
+            model if model is not None else None, backend=backend, store=store, log_inputs=log_inputs, **limits
+        )
+        uvicorn.run(app, **common)
         return
     # several processes need an import string; each worker rebuilds the app from the environment
-    os.environ[MODEL_DIR_ENV], os.environ[BACKEND_ENV] = str(model_dir.resolve()), backend
+    os.environ[MODEL_DIR_ENV] = str(model_dir.resolve()) if model is not None else ""
+    os.environ[BACKEND_ENV], os.environ[STORE_ENV] = backend, "1" if store else "0"
     uvicorn.run("fieldtune.serving.app:app_from_env", factory=True, workers=workers, **common)
 
 

@@ -1,15 +1,16 @@
 """The FastAPI app: ``create_app(model_dir, ...)`` builds one server for one model.
 
-Routes: ``POST /v1/predict``, ``POST /v1/chat/completions`` (causal LMs only; 404 otherwise),
-``GET /health``, ``GET /ready``, ``GET /metadata``, ``GET /metrics``. OpenAPI at ``/openapi.json``.
+Routes: ``POST /v1/predict``, ``POST /v1/feedback`` (with a store), ``POST /v1/chat/completions``
+(causal LMs only; 404 otherwise), ``GET /health``, ``GET /ready``, ``GET /metadata``,
+``GET /metrics``. OpenAPI at ``/openapi.json``.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
 and the request model is built per app.)
 """
 
+import asyncio
 import os
 import secrets
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import __version__
+from ..errors import UserError
+from ..monitoring.feedback import check_correction
 from .errors import ApiError, JSONBodyRoute, install_error_handlers
 from .limits import BodyLimitMiddleware, clean_texts
 from .metrics import MetricsMiddleware, ServingMetrics
@@ -26,20 +29,22 @@ from .schemas import (
     ChatRequest,
     ChatResponse,
     ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     Health,
     Metadata,
     PredictResponse,
     Readiness,
     predict_request_model,
 )
-from .service import Limits, ModelService
-from .settings import BACKEND_ENV, MODEL_DIR_ENV, limits_from_env, token_from_env
+from .service import LOG_INPUTS, Limits, ModelService
+from .settings import BACKEND_ENV, MODEL_DIR_ENV, limits_from_env, log_inputs_from_env, token_from_env
 
 ERROR = {"model": ErrorResponse}
 
 
 def create_app(
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     *,
     backend: str = "auto",
     max_batch: int = 32,
@@ -51,6 +56,9 @@ def create_app(
     batching: bool = True,
     predictor: Any = None,
     background_load: bool = True,
+    store: Any = None,
+    log_inputs: str = "text",
+    reload_interval: float = 2.0,
 ) -> FastAPI:
     """A server for the model in ``model_dir`` (a run folder or its ``model/``).
 
@@ -59,7 +67,17 @@ def create_app(
     already-loaded ``predictor`` to skip loading. ``token`` (default: env ``FIELDTUNE_API_TOKEN``)
     turns on bearer auth for ``/v1/*`` and ``/metadata``. ``batching=False`` runs every request as
     its own model call.
+
+    With a ``store`` (:class:`fieldtune.store.Store`) every prediction is logged (``log_inputs``:
+    ``text``, ``hash`` for privacy, or ``off``) and ``POST /v1/feedback`` stores corrections.
+    ``model_dir=None`` serves the store's registry champion and hot-reloads it whenever another
+    version is promoted (checked every ``reload_interval`` seconds).
     """
+    if log_inputs not in LOG_INPUTS:
+        raise UserError(f"log_inputs must be one of {LOG_INPUTS}, not {log_inputs!r}")
+    watch = model_dir is None
+    if watch:
+        model_dir = _champion_dir(store)
     model_dir, meta = check_model_dir(model_dir, backend)
     token = token if token is not None else token_from_env()
     limits = Limits(max_inputs, max_chars, max_body_bytes, max_batch, max_wait_ms, batching)
@@ -73,6 +91,10 @@ def create_app(
         metrics=metrics,
         predictor=predictor,
         background_load=background_load,
+        store=store,
+        log_inputs=log_inputs,
+        watch_registry=watch,
+        reload_interval=reload_interval,
     )
     app = FastAPI(
         title="fieldtune",
@@ -82,8 +104,8 @@ def create_app(
     )
     app.state.service, app.state.metrics, app.state.model_version = service, metrics, version
     install_error_handlers(app, metrics.count_error)
-    app.include_router(_probe_routes(service, metrics, version))
-    app.include_router(_api_routes(service, version, token))
+    app.include_router(_probe_routes(service, metrics))
+    app.include_router(_api_routes(service, token))
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, count=metrics.count_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every final status
     return app
@@ -95,10 +117,37 @@ def app_from_env() -> FastAPI:
     ``FIELDTUNE_BACKEND``, the limits from their variables (see ``settings``)."""
     if MODEL_DIR_ENV not in os.environ:
         raise RuntimeError(f"{MODEL_DIR_ENV} is not set; start the server with `fieldtune serve MODEL`")
-    return create_app(os.environ[MODEL_DIR_ENV], backend=os.environ.get(BACKEND_ENV, "auto"), **limits_from_env())
+    model = os.environ[MODEL_DIR_ENV] or None  # empty: the registry's champion
+    store = None
+    if os.environ.get(STORE_ENV) == "1":
+        from ..store import Store
+
+        store = Store()
+    return create_app(
+        model,
+        backend=os.environ.get(BACKEND_ENV, "auto"),
+        store=store,
+        log_inputs=log_inputs_from_env(),
+        **limits_from_env(),
+    )
 
 
-def _probe_routes(service: ModelService, metrics: ServingMetrics, version: str) -> APIRouter:
+STORE_ENV = "FIELDTUNE_SERVE_STORE"
+
+
+def _champion_dir(store: Any) -> str:
+    if store is None:
+        raise UserError("no model folder and no store to take the registry's champion from")
+    champion = store.champion()
+    if champion is None:
+        raise UserError(
+            "the registry has no champion to serve",
+            hint="fieldtune registry add RUN_DIR --promote (or pass a model folder to serve)",
+        )
+    return champion.path
+
+
+def _probe_routes(service: ModelService, metrics: ServingMetrics) -> APIRouter:
     """/health, /ready, /metrics: always open (orchestrators and scrapers carry no token)."""
     router = APIRouter(tags=["operations"])
 
@@ -113,7 +162,7 @@ def _probe_routes(service: ModelService, metrics: ServingMetrics, version: str) 
         responses={503: {"model": Readiness}},
     )
     async def ready() -> JSONResponse:
-        body = {"status": service.state, "model_version": version, "error": service.error}
+        body = {"status": service.state, "model_version": service.version, "error": service.error}
         return JSONResponse(body, status_code=200 if service.ready else 503)
 
     @router.get(
@@ -147,26 +196,26 @@ def _bearer(token: str) -> Any:
     return check
 
 
-def _api_routes(service: ModelService, version: str, token: str | None) -> APIRouter:
-    """/metadata, /v1/predict, /v1/chat/completions; behind the bearer token when one is set."""
+def _api_routes(service: ModelService, token: str | None) -> APIRouter:
+    """/metadata, /v1/predict, /v1/feedback, /v1/chat/completions; behind the bearer token when set."""
     deps = [Depends(_bearer(token))] if token else []
     auth_error = {401: ERROR} if token else {}
     router = APIRouter(dependencies=deps, route_class=JSONBodyRoute, responses=auth_error)
-    _add_metadata(router, service, version)
-    _add_predict(router, service, version)
+    _add_metadata(router, service)
+    _add_predict(router, service)
+    _add_feedback(router, service)
     _add_chat(router, service)
     return router
 
 
-def _add_metadata(router: APIRouter, service: ModelService, version: str) -> None:
-    meta = service.meta
-
+def _add_metadata(router: APIRouter, service: ModelService) -> None:
     @router.get("/metadata", response_model=Metadata, tags=["model"], summary="what this server serves")
     async def metadata() -> JSONResponse:
+        meta = service.meta
         body = {
             "task": meta["task"],
             "labels": meta["labels"],
-            "model_version": version,
+            "model_version": service.version,
             "base_model": meta.get("base_model"),
             "metrics": meta.get("metrics") or {},
             "created": meta.get("created"),
@@ -184,7 +233,7 @@ def _backend_name(service: ModelService) -> str:
     return str(getattr(service.predictor, "backend", None) or service.backend)
 
 
-def _add_predict(router: APIRouter, service: ModelService, version: str) -> None:
+def _add_predict(router: APIRouter, service: ModelService) -> None:
     limits = service.limits
     request_model = predict_request_model(limits.max_inputs, limits.max_chars)
 
@@ -197,9 +246,66 @@ def _add_predict(router: APIRouter, service: ModelService, version: str) -> None
     )
     async def predict(body: request_model) -> JSONResponse:  # type: ignore[valid-type]
         texts = clean_texts(body.inputs, limits.max_inputs, limits.max_chars)
-        outputs = await service.predict(texts, body.parameters.top_k)
-        ids = [uuid.uuid4().hex for _ in texts]
+        version, outputs, ids = await service.predict(texts, body.parameters.top_k)
         return JSONResponse({"model_version": version, "predictions": json_safe(outputs), "ids": ids})
+
+
+def _add_feedback(router: APIRouter, service: ModelService) -> None:
+    limits = service.limits
+
+    @router.post(
+        "/v1/feedback",
+        status_code=201,
+        response_model=FeedbackResponse,
+        tags=["feedback"],
+        summary="store a correction for a logged prediction (by id) or for a text",
+        responses={404: ERROR, 413: ERROR, 415: ERROR, 422: ERROR, 503: ERROR},
+    )
+    async def feedback(body: FeedbackRequest) -> JSONResponse:
+        if service.store is None:
+            raise ApiError(
+                404,
+                "feedback_disabled",
+                "this server has no store to keep feedback in",
+                "start it with `fieldtune serve` (which opens FIELDTUNE_DB_URL or runs/fieldtune.db)",
+            )
+        text, version = body.text, service.version
+        if text is not None:
+            text = clean_texts(text, 1, limits.max_chars)[0]
+        if body.prediction_id is not None:
+            logged = await service.find_prediction(body.prediction_id)
+            if logged is None:
+                raise ApiError(
+                    404,
+                    "unknown_prediction",
+                    f"no logged prediction with id {body.prediction_id!r}",
+                    "use an id from a /v1/predict response of this server, or send the text instead",
+                )
+            version = logged.model_version
+            if text is None:
+                text = logged.text  # None when inputs are logged as hashes
+        elif text is None:
+            raise ApiError(
+                422, "invalid_request", "send a prediction_id or a text", "one of them says what is corrected"
+            )
+        try:
+            label = check_correction(service.meta["task"], service.meta["labels"], text, body.correction())
+        except UserError as e:
+            raise ApiError(422, "invalid_label", e.message, e.hint) from None
+        row = {
+            "prediction_id": body.prediction_id,
+            "model_version": version,
+            "text": text,
+            "label": label,
+            "source": body.source,
+        }
+        if text is None and body.prediction_id:
+            row["text_hash"] = "prediction:" + body.prediction_id  # the text only exists as a hash
+        [fid] = await asyncio.to_thread(service.store.add_feedback, [row])
+        return JSONResponse(
+            {"id": fid, "prediction_id": body.prediction_id, "model_version": version, "label": label},
+            status_code=201,
+        )
 
 
 def _add_chat(router: APIRouter, service: ModelService) -> None:

@@ -49,6 +49,44 @@ def predict_request_model(max_inputs: int, max_chars: int) -> type[BaseModel]:
     )
 
 
+class EntityCorrection(_Strict):
+    start: StrictInt = Field(ge=0, description="character offset of the entity's first character")
+    end: StrictInt = Field(ge=1, description="character offset just after the entity")
+    label: StrictStr = Field(min_length=1, max_length=200, description="entity type, e.g. PER")
+
+
+class FeedbackRequest(_Strict):
+    """A correction: ``prediction_id`` (from a /v1/predict response) and/or ``text``, plus exactly one
+    of ``label`` (classification), ``labels`` (multi-label) or ``entities`` (NER)."""
+
+    prediction_id: StrictStr | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    text: StrictStr | None = Field(None, min_length=1, pattern=r"\S")
+    label: StrictStr | None = Field(None, min_length=1, max_length=200)
+    labels: list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=1000)
+    entities: list[EntityCorrection] | None = Field(None, max_length=1000)
+    source: StrictStr = Field("api", min_length=1, max_length=100, description="who corrected it, e.g. agent:42")
+
+    def correction(self) -> Any:
+        given = [v for v in (self.label, self.labels, self.entities) if v is not None]
+        if len(given) != 1:
+            from ..errors import UserError
+
+            raise UserError(
+                "send exactly one of label, labels or entities",
+                hint="label: classification; labels: multi-label; entities: NER",
+            )
+        if self.entities is not None:
+            return [e.model_dump() for e in self.entities]
+        return given[0]
+
+
+class FeedbackResponse(BaseModel):
+    id: int = Field(description="the stored feedback row")
+    prediction_id: str | None = None
+    model_version: str = Field(description="the model version whose prediction is corrected")
+    label: Any = Field(description="the correction as stored")
+
+
 class LabelScore(BaseModel):
     label: str
     score: float

@@ -11,6 +11,8 @@ and ``--workers N`` processes get their settings this way too).
 | FIELDTUNE_MAX_WAIT_MS      | 5         | how long a request waits for company               |
 | FIELDTUNE_BATCHING         | 1         | 0 = every request is its own model call            |
 | FIELDTUNE_GRACEFUL_S       | 30        | seconds in-flight requests get on shutdown         |
+| FIELDTUNE_DB_URL           | sqlite:///runs/fieldtune.db | store for predictions, feedback, registry |
+| FIELDTUNE_LOG_INPUTS       | text      | log inputs as text, as a sha256 hash, or off       |
 """
 
 from __future__ import annotations
@@ -65,3 +67,13 @@ def graceful_seconds() -> int:
 
 def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
+
+
+LOG_INPUTS_ENV = "FIELDTUNE_LOG_INPUTS"
+
+
+def log_inputs_from_env() -> str:
+    value = os.environ.get(LOG_INPUTS_ENV, "text").strip().lower()
+    if value not in ("text", "hash", "off"):
+        raise UserError(f"{LOG_INPUTS_ENV}={value!r} is not text, hash or off", hint=f"fix or unset {LOG_INPUTS_ENV}")
+    return value

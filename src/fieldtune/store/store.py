@@ -162,9 +162,7 @@ class Store:
             target = s.get(ModelVersion, version, with_for_update=True)
             if target is None:
                 raise UserError(f"no model version {version!r} in the registry", hint="see `fieldtune registry list`")
-            current = s.scalars(
-                select(ModelVersion).where(ModelVersion.stage == "champion").with_for_update()
-            ).first()
+            current = s.scalars(select(ModelVersion).where(ModelVersion.stage == "champion").with_for_update()).first()
             previous = current.version if current else None
             if previous == version:
                 return previous
