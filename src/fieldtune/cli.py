@@ -207,6 +207,182 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
+registry_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, stages, promotion, rollback.")
+feedback_app = typer.Typer(no_args_is_help=True, help="Corrections of the model's predictions.")
+app.add_typer(registry_app, name="registry")
+app.add_typer(feedback_app, name="feedback")
+DB_HELP = "store URL (default: FIELDTUNE_DB_URL or sqlite:///runs/fieldtune.db)"
+
+
+def _store(db: Optional[str]):
+    from .store import Store
+
+    return Store(db)
+
+
+def _version(store, version: str) -> str:
+    """A full version from a unique prefix (as git takes short hashes)."""
+    matches = [m.version for m in store.models() if m.version.startswith(version)]
+    if len(matches) != 1:
+        what = "no" if not matches else "several"
+        raise UserError(f"{what} registered versions match {version!r}", hint="see `fieldtune registry list`")
+    return matches[0]
+
+
+@registry_app.command("list")
+@_user_errors
+def registry_list(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """All registered versions with stage, parent, headline metrics and path."""
+    store = _store(db)
+    table = Table("version", "stage", "task", "parent", "test", "created", "path")
+    for column in table.columns[:6]:
+        column.no_wrap = True
+    table.columns[-1].overflow = "fold"
+    for m in store.models():
+        test = (m.metrics or {}).get("test") or (m.metrics or {}).get("dev") or {}
+        headline = next((f"{k} {test[k]:.4f}" for k in ("f1", "accuracy", "micro_f1") if k in test), "")
+        style = "bold green" if m.stage == "champion" else None
+        table.add_row(
+            m.version, m.stage, m.task, m.parent or "", headline, f"{m.created_at:%m-%d %H:%M}", m.path, style=style
+        )
+    out.print(table)
+
+
+@registry_app.command("show")
+@_user_errors
+def registry_show(
+    version: str = typer.Argument(..., help="version (or a unique prefix)"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """One version: its row and every decision that involved it, with the numbers."""
+    import json
+
+    store = _store(db)
+    m = store.model(_version(store, version))
+    row = {k: getattr(m, k) for k in ("version", "stage", "task", "parent", "path", "data_fingerprint", "checksum")}
+    out.print_json(json.dumps({**row, "metrics": m.metrics}, default=str))
+    for d in store.decisions(m.version):
+        out.print(f"[bold]{d.created_at:%Y-%m-%d %H:%M:%S}[/] {d.action} {d.version or ''} (was {d.previous or '-'}): ")
+        out.print(f"  {escape(d.reason)}", highlight=False)
+
+
+@registry_app.command("add")
+@_user_errors
+def registry_add(
+    model: Path = typer.Argument(..., help="run folder or its model/ folder"),
+    promote_: bool = typer.Option(False, "--promote", help="make it the champion at once (after checks)"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Register a trained model as a challenger (or, with --promote, the champion)."""
+    from .store.registry import promote, register_model
+
+    store = _store(db)
+    row, created = register_model(store, model)
+    out.print(f"{'registered' if created else 'already registered'}: {row.version} ({row.stage})")
+    if promote_:
+        previous = promote(store, row.version, "promoted at registration")
+        out.print(f"champion: {row.version} (was {previous or 'none'})")
+
+
+@registry_app.command("promote")
+@_user_errors
+def registry_promote(
+    version: str = typer.Argument(..., help="version (or a unique prefix)"),
+    reason: str = typer.Option("promoted by hand", help="why, for the decision log"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Make VERSION the champion after checking its files (a running `fieldtune serve` hot-reloads it)."""
+    from .store.registry import promote
+
+    store = _store(db)
+    version = _version(store, version)
+    previous = promote(store, version, reason)
+    out.print(f"champion: {version} (was {previous or 'none'})")
+
+
+@registry_app.command("rollback")
+@_user_errors
+def registry_rollback(
+    reason: str = typer.Option("rolled back by hand", help="why, for the decision log"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Make the previous champion the champion again."""
+    from .store.registry import rollback
+
+    old, new = rollback(_store(db), reason)
+    out.print(f"champion: {new} (was {old})")
+
+
+@feedback_app.command("import")
+@_user_errors
+def feedback_import(
+    file: Path = typer.Argument(..., help="corrections in the task's training format (CSV/JSONL/CoNLL)"),
+    model: Optional[str] = typer.Option(None, help="model version they correct (default: the champion)"),
+    source: str = typer.Option("import", help="recorded as the corrections' source"),
+    allow_new_labels: bool = typer.Option(False, "--allow-new-labels", help="accept labels the model doesn't know"),
+    text_column: Optional[str] = typer.Option(None, help="CSV/JSONL: the text column"),
+    label_column: Optional[str] = typer.Option(None, help="CSV/JSONL: the label column"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Bulk-import corrections: every row is checked, then all are stored in one transaction."""
+    from .artifacts import read_meta
+    from .config import DataConfig
+    from .monitoring.feedback import import_feedback
+
+    store = _store(db)
+    row = store.model(_version(store, model)) if model else store.champion()
+    if row is None:
+        raise UserError("the registry has no champion to attach corrections to", hint="pass --model VERSION")
+    data_cfg = DataConfig(train=file, text_column=text_column, label_column=label_column)
+    n = import_feedback(
+        store,
+        file,
+        read_meta(Path(row.path)),
+        row.version,
+        source=source,
+        allow_new_labels=allow_new_labels,
+        data_cfg=data_cfg,
+    )
+    out.print(f"stored {n} corrections for {row.version}")
+
+
+@app.command()
+@_user_errors
+def retrain(
+    margin: float = typer.Option(0.005, help="the challenger's mean holdout score must beat the champion's by this"),
+    tolerance: float = typer.Option(0.05, help="no class may lose more F1 than this on the frozen holdout"),
+    rehearsal: float = typer.Option(1.0, min=0.0, max=1.0, help="share of the old training data replayed per class"),
+    feedback_weight: int = typer.Option(2, min=1, help="times each training correction is seen per epoch"),
+    holdout: float = typer.Option(0.2, min=0.0, max=0.9, help="share of corrections frozen as a holdout"),
+    min_feedback: int = typer.Option(10, min=1, help="retrain only with at least this many new corrections"),
+    output: Path = typer.Option(Path("runs/retrain"), help="where challengers are trained"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="challenger config overrides, e.g. train.epochs=2"),
+    as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Train a challenger on the champion's data + feedback; promote it only if it wins (cron-friendly)."""
+    import json
+
+    from .monitoring.retrain import Policy
+    from .monitoring.retrain import retrain as run_retrain
+
+    policy = Policy(
+        margin=margin,
+        tolerance=tolerance,
+        rehearsal=rehearsal,
+        feedback_weight=feedback_weight,
+        holdout=holdout,
+        min_feedback=min_feedback,
+    )
+    outcome = run_retrain(_store(db), policy, root=output, overrides=overrides or [])
+    if as_json:
+        print(json.dumps(outcome.as_dict(), default=str))
+        return
+    out.print(f"[bold]{outcome.action}[/]: {escape(outcome.reason)}", highlight=False)
+    if outcome.output:
+        out.print(f"challenger run: {outcome.output}")
+
+
 def main() -> None:
     try:
         app()
