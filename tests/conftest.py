@@ -84,3 +84,32 @@ def overfit_config(task: str, data: Path, output: Path, **train) -> dict:
         "output": str(output),
         "train": settings,
     }
+
+
+# ---------------------------------------------------------------- databases
+PG_URL_ENV = "FIELDTUNE_TEST_PG_URL"  # set by scripts/with-postgres (which `make test` runs under)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty database: a SQLite file, and a real PostgreSQL server when one is running.
+
+    Without PostgreSQL the postgresql cases skip with the reason shown in the summary; with
+    FIELDTUNE_REQUIRE_PG=1 (CI) they fail instead, so CI can never silently skip them.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fieldtune.db'}"
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        message = f"no PostgreSQL server: {PG_URL_ENV} is unset (run the tests under scripts/with-postgres)"
+        if os.environ.get("FIELDTUNE_REQUIRE_PG") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a clean schema for every test
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
