@@ -112,7 +112,9 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
             f"champion {champion.version} was trained without a dev or test file: there is no frozen holdout",
             hint="retrain needs data.test (or data.dev) in the champion's run.yaml",
         )
-    frozen = _read(data_cfg, "test" if data_cfg.test else "dev", task)
+    frozen_split = "test" if data_cfg.test else "dev"
+    _check_frozen(frozen_path, (meta.get("data") or {}).get(frozen_split))
+    frozen = _read(data_cfg, frozen_split, task)
     dev = _read(data_cfg, "dev", task) if data_cfg.dev else None
     train_fb = [to_example(task, f.text, f.label) for f in feedback["train"]]
     holdout_fb = [to_example(task, f.text, f.label) for f in feedback["holdout"]]
@@ -150,6 +152,19 @@ def _read(data_cfg: DataConfig, split: str, task: str) -> list[Example]:
             hint="retraining re-reads the champion's data; run from the folder it was trained in, or restore the file",
         )
     return read_examples(path, task, data_cfg).examples
+
+
+def _check_frozen(path: Path, recorded: dict[str, Any] | None) -> None:
+    """The holdout both models are judged on must be the very file the champion was tested on."""
+    if not recorded or not Path(path).is_file():
+        return
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if digest != recorded.get("sha256"):
+        raise UserError(
+            "the frozen holdout changed since the champion was trained (sha256 differs)",
+            path=path,
+            hint="restore the original file: champion and challenger must be compared on the same data",
+        )
 
 
 def _split_feedback(store: Store, task: str, policy: Policy) -> dict[str, list]:
