@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/fieldtune demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	scripts/with-postgres $(BIN)/python -m pytest -q   # a throwaway PostgreSQL for the store tests
 
 lint: install
 	$(BIN)/ruff check src tests bench
