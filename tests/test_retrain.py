@@ -95,9 +95,11 @@ def test_retrain_learns_the_new_intent_and_promotes_with_its_numbers(tmp_path, s
     # the frozen holdout is the champion's own test file; the feedback holdout never trained
     splits = {f.split for f in store.feedback()}
     assert splits == {"train", "holdout"}
-    trained_on = (outcome.output / "data" / "train.jsonl").read_text(encoding="utf-8")
-    for f in store.feedback():
-        assert (json.dumps(f.text, ensure_ascii=False) in trained_on) == (f.split == "train")
+    data = outcome.output / "data"
+    seen = (data / "train.jsonl").read_text(encoding="utf-8") + (data / "dev.jsonl").read_text(encoding="utf-8")
+    for f in store.feedback():  # training feedback is trained on (or selects the model); holdout feedback never
+        assert (json.dumps(f.text, ensure_ascii=False) in seen) == (f.split == "train")
+    assert NEW in (data / "dev.jsonl").read_text(encoding="utf-8")  # model selection sees the new intent
     assert (outcome.output / "data" / "holdout.jsonl").read_text().count("\n") == len(
         [r for r in rows("test.csv") if r["category"] in OLD]
     )

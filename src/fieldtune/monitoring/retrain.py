@@ -6,7 +6,8 @@ The steps, each safe to kill and rerun:
    (a hash of the row id: the same row always lands on the same side).
 2. The challenger's data is written under ``runs/retrain/<champion>-<fingerprint>/data``: a rehearsal
    of the champion's training data (stratified, so every old class stays represented) plus the
-   training feedback; dev is the champion's dev; the test set is the champion's frozen holdout.
+   training feedback; dev is the champion's dev plus a stratified tenth of the training feedback;
+   the test set is the champion's frozen holdout.
 3. It trains there (a rerun of the same data resumes from the last checkpoint) and is registered
    as a challenger only once its artifact is complete.
 4. Champion and challenger are scored on the frozen holdout and on the feedback holdout. The
@@ -30,6 +31,7 @@ from ..artifacts import find_model_dir, read_meta
 from ..config import DataConfig
 from ..data.examples import Example, TaggedSentence, TextExample, _labels_of
 from ..data.readers import read_examples
+from ..data.splits import stratified_split
 from ..errors import UserError
 from ..store import Store
 from ..store.registry import promote, register_model, verify
@@ -118,6 +120,9 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
     dev = _read(data_cfg, "dev", task) if data_cfg.dev else None
     train_fb = [to_example(task, f.text, f.label) for f in feedback["train"]]
     holdout_fb = [to_example(task, f.text, f.label) for f in feedback["holdout"]]
+    if dev is not None:  # model selection must see the new data too (e.g. a new intent): a tenth of it
+        train_fb, dev_fb = stratified_split(train_fb, 0.1, policy.seed)
+        dev = dev + dev_fb
     train = _rehearse(original, policy) + train_fb * policy.feedback_weight
     random.Random(policy.seed).shuffle(train)
 
