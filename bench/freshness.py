@@ -182,7 +182,12 @@ async def loop(args, p: dict, store: Store, out: Path) -> dict:
         }
         t = time.perf_counter()
         outcome = await asyncio.to_thread(
-            retrain, store, Policy(), root=out / "retrain", overrides=[f"train.epochs={args.epochs}"], progress=False
+            retrain,
+            store,
+            Policy(),
+            root=out / "retrain",
+            overrides=[f"train.epochs={args.retrain_epochs}"],
+            progress=False,
         )
         results["timings_s"]["retrain"] = round(time.perf_counter() - t, 1)
         results["decision"] = {"action": outcome.action, "reason": outcome.reason, "delta": outcome.scores.get("delta")}
@@ -216,7 +221,8 @@ def main() -> None:
     ap.add_argument("--dev-per-intent", type=int, default=10)
     ap.add_argument("--window", type=int, default=200, help="predictions per drift window")
     ap.add_argument("--extra-new", type=int, default=100, help="extra annotated examples of the new intents")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=4, help="champion training epochs")
+    ap.add_argument("--retrain-epochs", type=int, default=8, help="challenger epochs: more classes, more to learn")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     out = args.output

@@ -183,6 +183,95 @@ def demo(output: Path = typer.Option(Path("runs/demo"), help="where the demo run
     run_demo(output, out)
 
 
+@app.command()
+@_user_errors
+def drift(
+    version: Optional[str] = typer.Option(None, "--version", help="model version (default: the registry's champion)"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="the version's artifact folder, for a model served without the registry"
+    ),
+    window: Optional[int] = typer.Option(
+        None, "--window", min=1, help="the last N predictions (default 500; with --since/--until: the last N in range)"
+    ),
+    since: Optional[str] = typer.Option(None, "--since", help="predictions from this time: ISO 8601 or 24h, 7d"),
+    until: Optional[str] = typer.Option(None, "--until", help="predictions before this time: ISO 8601 or 24h, 7d"),
+    db: Optional[str] = typer.Option(None, "--db", help="store URL (default: FIELDTUNE_DB_URL or runs/fieldtune.db)"),
+    output: Optional[Path] = typer.Option(None, "--output", help="report folder (default: runs/drift/<UTC time>)"),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", help="reference texts instead of the model's dev data: .txt (one per line) or labelled"
+    ),
+    refresh: bool = typer.Option(False, "--refresh-reference", help="recompute the cached training reference"),
+    threshold: Optional[list[str]] = typer.Option(
+        None, "--threshold", help="NAME=VALUE, e.g. psi=0.25 (psi, label_p, confidence_drop, mmd_p, oov_increase)"
+    ),
+    history: int = typer.Option(20, "--history", min=0, help="windows to plot, this one last (0: none)"),
+    webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON report to this http(s) URL"),
+    webhook_on: str = typer.Option("drift", "--webhook-on", help="drift (only when a threshold is crossed) | always"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report (what the webhook gets) on stdout"),
+) -> None:
+    """Compare recent predictions with the training reference: label shift, confidence, embeddings, vocabulary.
+
+    Writes report.md, drift.png and drift.json. Exit code 1 when a threshold is crossed, 0 when not."""
+    import json
+
+    from .monitoring.drift import Thresholds, check_drift, check_webhook_url, parse_time, post_webhook, write_report
+    from .store import Store
+
+    if webhook_on not in ("drift", "always"):
+        raise UserError(f"--webhook-on {webhook_on!r}", hint="use drift or always")
+    if webhook:
+        check_webhook_url(webhook)
+    thresholds = Thresholds.parse(threshold)
+    store = Store(db)
+    try:
+        report = check_drift(
+            store,
+            version,
+            model=model,
+            window=window,
+            since=parse_time(since),
+            until=parse_time(until),
+            thresholds=thresholds,
+            reference_file=reference,
+            refresh_reference=refresh,
+            history=history,
+        )
+    finally:
+        store.close()
+    folder = write_report(report, output)
+    payload = report.as_json()
+    if json_out:
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        _print_drift(report)
+        out.print(f"report: {folder / 'report.md'}")
+    if webhook and (report.drifted or webhook_on == "always"):
+        problem = post_webhook(webhook, payload)
+        if problem:
+            err.print(f"[yellow]warning:[/] webhook {escape(webhook)} failed: {escape(problem)}", highlight=False)
+    if report.drifted:
+        raise typer.Exit(1)
+
+
+def _print_drift(report) -> None:
+    w = report.window
+    table = Table("check", "status", "value", "threshold", "rule / reason")
+    table.columns[4].overflow = "fold"
+    colour = {"ok": "green", "drift": "bold red", "unavailable": "yellow"}
+    for name, c in report.checks.items():
+        table.add_row(
+            name,
+            f"[{colour[c.status]}]{c.status}[/]",
+            _fmt(c.value),
+            _fmt(c.threshold),
+            escape(c.reason or c.rule),
+        )
+    span = f"{w['predictions']} predictions ({w['selection']}) from {w['from']} to {w['to']}"
+    out.print(f"model {report.model_version}: {span}", highlight=False)
+    out.print(table)
+    out.print("[bold red]drift detected[/]" if report.drifted else "[green]no drift[/]")
+
+
 HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "examples")
 
 
