@@ -151,3 +151,16 @@ def test_kill_9_mid_retrain_leaves_the_champion_and_a_rerun_completes(tmp_path, 
     champions = [m for m in store.models() if m.stage == "champion"]
     assert len(champions) == 1 and len(store.models()) == 2
     assert store.model(outcome.challenger).stage in ("champion", "rejected")
+
+
+def test_a_class_regression_must_be_beyond_chance():
+    from fieldtune.data.examples import TextExample
+    from fieldtune.monitoring.retrain import _paired_tests
+
+    examples = [TextExample(f"t{i}", ("a" if i < 40 else "b",)) for i in range(80)]
+    old = [True] * 80
+    new = [i >= 8 for i in range(40)] + [i != 41 for i in range(40, 80)]  # a: 8 of 40 lost; b: 1 of 40
+    tests = _paired_tests("classification", examples, old, new)
+    assert tests["a"]["lost"] == 8 and tests["a"]["won"] == 0 and tests["a"]["p_value"] < 0.01
+    assert tests["b"]["lost"] == 1 and tests["b"]["p_value"] == 0.5  # one flip is chance
+    assert _paired_tests("ner", examples, None, None) == {}

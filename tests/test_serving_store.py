@@ -172,9 +172,11 @@ def test_promotion_under_load_hot_reloads_without_a_failed_request(two_runs, tmp
                 await asyncio.sleep(0.05)
             stop.set()
             await asyncio.gather(*loops)
-            return (await client.get("/metadata")).json()
+            return (await client.get("/metadata")).json(), (await client.get("/metrics")).text
 
-    meta = run(body(), timeout=180)
+    meta, metrics = run(body(), timeout=180)
+    assert f'fieldtune_model_info{{model_version="{b.version}",task="classification"}} 1.0' in metrics
+    assert a.version not in metrics and "fieldtune_model_reloads_total 1.0" in metrics
     assert meta["model_version"] == b.version
     statuses = {s for s, _ in seen}
     assert statuses == {200}, f"failed requests during the swap: {statuses}"

@@ -439,7 +439,8 @@ def feedback_import(
 @_user_errors
 def retrain(
     margin: float = typer.Option(0.005, help="the challenger's mean holdout score must beat the champion's by this"),
-    tolerance: float = typer.Option(0.05, help="no class may lose more F1 than this on the frozen holdout"),
+    tolerance: float = typer.Option(0.05, help="no class may lose more F1 than this on the frozen holdout..."),
+    significance: float = typer.Option(0.05, help="...where a paired exact test on its examples gives p below this"),
     rehearsal: float = typer.Option(1.0, min=0.0, max=1.0, help="share of the old training data replayed per class"),
     feedback_weight: int = typer.Option(2, min=1, help="times each training correction is seen per epoch"),
     holdout: float = typer.Option(0.2, min=0.0, max=0.9, help="share of corrections frozen as a holdout"),
@@ -458,6 +459,7 @@ def retrain(
     policy = Policy(
         margin=margin,
         tolerance=tolerance,
+        significance=significance,
         rehearsal=rehearsal,
         feedback_weight=feedback_weight,
         holdout=holdout,

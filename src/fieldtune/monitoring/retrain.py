@@ -12,7 +12,8 @@ The steps, each safe to kill and rerun:
    as a challenger only once its artifact is complete.
 4. Champion and challenger are scored on the frozen holdout and on the feedback holdout. The
    challenger is promoted only if its mean score beats the champion's by ``margin`` and no class
-   loses more than ``tolerance`` F1 on the frozen holdout; otherwise it is rejected. Either way the
+   loses more than ``tolerance`` F1 on the frozen holdout (beyond chance: a paired exact McNemar test
+   on that class's examples, p < ``significance``); otherwise it is rejected. Either way the
    decision and all its numbers go to the registry's decision log and to ``decision.json``.
 """
 
@@ -43,7 +44,8 @@ class Policy:
     """When a challenger wins, and what it trains on (all documented in the README)."""
 
     margin: float = 0.005  # the mean holdout score must rise by at least this much
-    tolerance: float = 0.05  # no class (with >= min_support holdout examples) may lose more F1 than this
+    tolerance: float = 0.05  # no class (with >= min_support holdout examples) may lose more F1 than this...
+    significance: float = 0.05  # ...where a paired exact test says the loss is not chance (p below this)
     min_support: int = 5
     rehearsal: float = 1.0  # share of the champion's training data replayed, per class
     min_per_class: int = 8  # ...but at least this many examples of each old class (or all it has)
@@ -290,14 +292,49 @@ def _score(champion_dir, challenger_dir, task, frozen, holdout_fb, policy: Polic
 
     t = get_task(task)
     out: dict[str, Any] = {}
+    right: dict[str, list[bool] | None] = {}
     for name, path in (("champion", champion_dir), ("challenger", challenger_dir)):
         p = Predictor.load(path, backend="torch")
         labels = sorted(set(p.labels) | {x for ex in frozen + holdout_fb for x in _labels_of(ex)})
         metric_labels = _metric_labels(t, p.labels, labels)
-        row = {"frozen": t.metrics(frozen, p.predict_examples(_unlabelled(frozen)), metric_labels)}
+        predictions = p.predict_examples(_unlabelled(frozen))
+        row = {"frozen": t.metrics(frozen, predictions, metric_labels)}
+        right[name] = _correct(task, frozen, predictions)
         if holdout_fb:
             row["feedback"] = t.metrics(holdout_fb, p.predict_examples(_unlabelled(holdout_fb)), metric_labels)
         out[name] = row
+    out["paired"] = _paired_tests(task, frozen, right["champion"], right["challenger"])
+    return out
+
+
+def _correct(task: str, examples: list[Example], predictions: list[Any]) -> list[bool] | None:
+    """Per example: did the model get it exactly right? (None for NER: errors are per entity.)"""
+    if task == "classification":
+        return [ex.labels[0] == max(p, key=p.get) for ex, p in zip(examples, predictions)]
+    if task == "multilabel":
+        return [
+            set(ex.labels) == {k for k, v in p["scores"].items() if v >= p["threshold"]}
+            for ex, p in zip(examples, predictions)
+        ]
+    return None
+
+
+def _paired_tests(task: str, examples: list[Example], old: list[bool] | None, new: list[bool] | None) -> dict:
+    """Per class, on the frozen holdout's examples of that class: how many the champion got right and
+    the challenger wrong (``lost``) and the reverse (``won``), and the one-sided exact McNemar p-value
+    that the challenger is worse. A per-class F1 drop counts as a regression only when this test
+    says it is not chance: with 40 examples a class, one or two flips move F1 by 0.05."""
+    from scipy.stats import binomtest
+
+    if old is None or new is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for label in sorted({x for ex in examples for x in _labels_of(ex)}):
+        idx = [i for i, ex in enumerate(examples) if label in _labels_of(ex)]
+        lost = sum(old[i] and not new[i] for i in idx)
+        won = sum(new[i] and not old[i] for i in idx)
+        p = binomtest(lost, lost + won, 0.5, alternative="greater").pvalue if lost + won else 1.0
+        out[label] = {"lost": lost, "won": won, "p_value": round(float(p), 6)}
     return out
 
 
@@ -331,13 +368,17 @@ def _decide(store: Store, champion: str, challenger: str, scores: dict[str, Any]
         summary[name] = {**parts, "score": sum(parts.values()) / len(parts)}
     delta = summary["challenger"]["score"] - summary["champion"]["score"]
     old, new = _per_class(scores["champion"]["frozen"]), _per_class(scores["challenger"]["frozen"])
-    regressions = {
-        label: {"champion": row["f1"], "challenger": new.get(label, {}).get("f1", 0.0)}
+    paired = scores.get("paired") or {}
+    drops = {
+        label: {"champion": row["f1"], "challenger": new.get(label, {}).get("f1", 0.0), **paired.get(label, {})}
         for label, row in old.items()
         if row.get("support", 0) >= policy.min_support
         and row["f1"] - new.get(label, {}).get("f1", 0.0) > policy.tolerance
     }
-    details = {**scores, "summary": summary, "delta": round(delta, 6), "regressions": regressions}
+    regressions = {  # NER has no paired test: there every drop beyond the tolerance counts
+        label: d for label, d in drops.items() if d.get("p_value", 0.0) < policy.significance
+    }
+    details = {**scores, "summary": summary, "delta": round(delta, 6), "drops": drops, "regressions": regressions}
     if delta >= policy.margin and delta > 0 and not regressions:
         reason = (
             f"challenger wins: mean holdout score {summary['challenger']['score']:.4f} vs "
@@ -346,7 +387,10 @@ def _decide(store: Store, champion: str, challenger: str, scores: dict[str, Any]
         promote(store, challenger, reason, details)
         return Outcome("promote", reason, champion, challenger, scores=details)
     if regressions:
-        reason = f"rejected: {len(regressions)} class(es) lost more than {policy.tolerance} F1: {sorted(regressions)}"
+        reason = (
+            f"rejected: {len(regressions)} class(es) lost more than {policy.tolerance} F1 "
+            f"(paired test p < {policy.significance}): {sorted(regressions)}"
+        )
     else:
         reason = f"rejected: score change {delta:+.4f} is below the margin {policy.margin}"
     store.set_stage(challenger, "rejected", "reject", reason, details)

@@ -57,9 +57,15 @@ class ServingMetrics:
             registry=reg,
         )
         self.errors = Counter("fieldtune_errors", "error answers by type", ["type"], registry=reg)
-        Gauge("fieldtune_model_info", "the served model", ["model_version", "task"], registry=reg).labels(
-            model_version, task
-        ).set(1)
+        self.reloads = Counter("fieldtune_model_reloads", "hot reloads of a newly promoted champion", registry=reg)
+        self.model_info = Gauge("fieldtune_model_info", "the served model", ["model_version", "task"], registry=reg)
+        self.model_info.labels(model_version, task).set(1)
+
+    def set_model(self, model_version: str, task: str) -> None:
+        """After a hot reload: the info gauge names only the model now served."""
+        self.model_info.clear()
+        self.model_info.labels(model_version, task).set(1)
+        self.reloads.inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -238,6 +238,7 @@ class ModelService:
         old = self.version
         self.current = Served(model_dir, meta, model_version(meta), predictor)
         self.state, self.error, self.reloads = "ready", None, self.reloads + 1
+        self.metrics.set_model(self.version, meta["task"])
         log.info("hot-reloaded the champion: %s -> %s", old, self.version)
         return True
 
