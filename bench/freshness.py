@@ -184,7 +184,7 @@ async def loop(args, p: dict, store: Store, out: Path) -> dict:
         outcome = await asyncio.to_thread(
             retrain,
             store,
-            Policy(),
+            Policy(tolerance=args.tolerance),
             root=out / "retrain",
             overrides=[f"train.epochs={args.retrain_epochs}"],
             progress=False,
@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="champion training epochs")
     ap.add_argument("--retrain-epochs", type=int, default=8, help="challenger epochs: more classes, more to learn")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--tolerance", type=float, default=Policy.tolerance, help="retrain's per-class F1 tolerance")
     args = ap.parse_args()
     out = args.output
     if out.exists():
@@ -246,6 +247,7 @@ def main() -> None:
     promote(store, row.version, "initial champion")
     results = asyncio.run(loop(args, p, store, out))
     results["timings_s"]["champion_training"] = round(champion_train_s, 1)
+    results["policy"] = {"tolerance": args.tolerance, "retrain_epochs": args.retrain_epochs}
     results["sizes"] = {k: len(p[k]) for k in ("train", "dev", "frozen", "new_world")}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     print(json.dumps(results, indent=2, default=str))

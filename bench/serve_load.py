@@ -45,6 +45,8 @@ class Contender:
     name: str
     backend: str | None  # None: the transformers.pipeline baseline
     batching: bool = True
+    env: tuple[tuple[str, str], ...] = ()  # extra server environment
+    store: bool = False  # log every prediction to a SQLite store (what `fieldtune serve` does by default)
 
 
 CONTENDERS = {
@@ -54,7 +56,11 @@ CONTENDERS = {
         Contender("torch-bf16", "torch-bf16"),
         Contender("onnx-fp32", "onnx-fp32"),
         Contender("onnx-int8", "onnx-int8"),
-        Contender("onnx-int8-nobatch", "onnx-int8", batching=False),
+        Contender("onnx-int8-nobatch", "onnx-int8", batching=False),  # inference threads: one per core
+        Contender(
+            "onnx-int8-nobatch-1thread", "onnx-int8", batching=False, env=(("FIELDTUNE_INFERENCE_THREADS", "1"),)
+        ),
+        Contender("onnx-int8-nobatch-logged", "onnx-int8", batching=False, store=True),
         Contender(BASELINE, None),
     )
 }
@@ -131,11 +137,13 @@ def serve_pipeline(model_dir: Path, port: int) -> None:
 
 def start_server(c: Contender, model_dir: Path, port: int, log: Path) -> subprocess.Popen:
     """Start one contender's server as a subprocess (output to ``log``)."""
-    env = {**os.environ, "FIELDTUNE_BATCHING": "1" if c.batching else "0", "FIELDTUNE_GRACEFUL_S": "5"}
+    env = {**os.environ, "FIELDTUNE_BATCHING": "1" if c.batching else "0", "FIELDTUNE_GRACEFUL_S": "5", **dict(c.env)}
+    env["FIELDTUNE_DB_URL"] = f"sqlite:///{log.with_suffix('.db')}"
     if c.backend is None:
         cmd = [sys.executable, __file__, "--serve-pipeline", str(model_dir), "--port", str(port)]
     else:
         cmd = [*fieldtune_cmd(), "serve", str(model_dir), "--host", HOST, "--port", str(port), "--backend", c.backend]
+        cmd.append("--store" if c.store else "--no-store")
     with log.open("w") as f:
         return subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
 

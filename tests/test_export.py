@@ -171,3 +171,35 @@ def test_parity_scores_ner_on_first_subwords_only():
     assert result["agreement"] == 1.0 and result["predictions"] == 1
     assert parity.parity_failures(result, int8=True) == []
     assert parity.parity_failures(result, int8=False)  # fp32 also bounds the logit difference
+
+
+def test_server_runs_onnx_unbatched_on_parallel_threads(cls_model):
+    """ONNX defaults: no micro-batching, one inference thread per core; callers never mix results."""
+    import asyncio
+    import os
+
+    import httpx
+
+    from fieldtune.serving import create_app
+
+    model_dir = cls_model
+    if not (model_dir / "onnx" / "model.int8.onnx").is_file():
+        export_onnx(model_dir, int8=True)
+    texts = TEXTS["classification"] * 4
+    single = fieldtune.load(model_dir, backend="onnx-int8")
+    want = [single.predict(t) for t in texts]  # one text per call, as the server runs them
+    app = create_app(model_dir, backend="onnx-int8", background_load=False)
+    limits = app.state.service.limits
+    assert limits.batching is False and limits.inference_threads == (os.cpu_count() or 1)
+
+    async def body():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answers = await asyncio.gather(*[client.post("/v1/predict", json={"inputs": t}) for t in texts])
+                return [a.json()["predictions"][0] for a in answers]
+
+    got = asyncio.run(body())
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert all(abs(g["score"] - w["score"]) < 1e-5 for g, w in zip(got, want))  # single texts: no batch effects
+    assert create_app(model_dir, backend="torch").state.service.limits.batching is True  # PyTorch batches

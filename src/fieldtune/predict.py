@@ -55,7 +55,9 @@ class Predictor:
             self._forward = functools.partial(onnx_forward_logits, onnx_session)
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 32, backend: str = "auto") -> Predictor:
+    def load(
+        cls, path: str | Path, batch_size: int = 32, backend: str = "auto", threads: int | None = None
+    ) -> Predictor:
         """Load a run or model folder.
 
         Args:
@@ -64,6 +66,8 @@ class Predictor:
             backend: ``auto`` (ONNX when exported: int8 if present, else fp32; otherwise torch),
                 ``torch``, ``torch-bf16`` (bf16 autocast), ``onnx`` (as auto, but an error
                 without an export), ``onnx-fp32`` or ``onnx-int8``.
+            threads: ONNX Runtime threads per call (default: all cores). A server running
+                N calls at once gives each ``cores / N``.
         """
         from .export.runtime import open_session, resolve_backend
 
@@ -72,7 +76,7 @@ class Predictor:
         if onnx_path is None:
             return cls(load_artifact(model_dir), batch_size, autocast=name == "torch-bf16")
         artifact = load_artifact(model_dir, with_model=False)  # no torch weights: ONNX runs it
-        return cls(artifact, batch_size, open_session(onnx_path), name)
+        return cls(artifact, batch_size, open_session(onnx_path, threads), name)
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""

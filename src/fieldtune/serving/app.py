@@ -24,7 +24,7 @@ from ..monitoring.feedback import check_correction
 from .errors import ApiError, JSONBodyRoute, install_error_handlers
 from .limits import BodyLimitMiddleware, clean_texts
 from .metrics import MetricsMiddleware, ServingMetrics
-from .model import CAUSAL_LM_TASKS, check_model_dir, json_safe, model_version
+from .model import CAUSAL_LM_TASKS, check_model_dir, is_onnx, json_safe, model_version
 from .schemas import (
     ChatRequest,
     ChatResponse,
@@ -53,7 +53,8 @@ def create_app(
     max_chars: int = 10_000,
     max_body_bytes: int = 1_000_000,
     token: str | None = None,
-    batching: bool = True,
+    batching: bool | None = None,
+    inference_threads: int | None = None,
     predictor: Any = None,
     background_load: bool = True,
     store: Any = None,
@@ -66,7 +67,9 @@ def create_app(
     the app starts (its lifespan), in the background unless ``background_load=False``; pass an
     already-loaded ``predictor`` to skip loading. ``token`` (default: env ``FIELDTUNE_API_TOKEN``)
     turns on bearer auth for ``/v1/*`` and ``/metadata``. ``batching=False`` runs every request as
-    its own model call.
+    its own model call; the default (None) batches for PyTorch and not for ONNX Runtime, which on a
+    CPU gains more from ``inference_threads`` single-text calls at once (default: one per core)
+    than from padded batches.
 
     With a ``store`` (:class:`fieldtune.store.Store`) every prediction is logged (``log_inputs``:
     ``text``, ``hash`` for privacy, or ``off``) and ``POST /v1/feedback`` stores corrections.
@@ -80,7 +83,14 @@ def create_app(
         model_dir = _champion_dir(store)
     model_dir, meta = check_model_dir(model_dir, backend)
     token = token if token is not None else token_from_env()
-    limits = Limits(max_inputs, max_chars, max_body_bytes, max_batch, max_wait_ms, batching)
+    onnx = is_onnx(model_dir, backend)
+    if batching is None:
+        batching = not onnx
+    if inference_threads is None:
+        inference_threads = 1 if batching else (os.cpu_count() or 1) if onnx else 1
+    if batching:
+        inference_threads = 1  # one batch at a time: the batch is the parallelism
+    limits = Limits(max_inputs, max_chars, max_body_bytes, max_batch, max_wait_ms, batching, inference_threads)
     version = model_version(meta)
     metrics = ServingMetrics(version, meta["task"])
     service = ModelService(

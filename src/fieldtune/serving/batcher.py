@@ -47,6 +47,7 @@ class MicroBatcher:
         max_wait_ms: How long the first job of a batch waits for company.
         batching: ``False`` runs every request as its own call.
         on_batch: Called with (texts in the call, seconds it took) after every model call.
+        workers: With ``batching=False``, how many calls may run at once (inference threads).
     """
 
     def __init__(
@@ -57,13 +58,14 @@ class MicroBatcher:
         max_wait_ms: float = 5.0,
         batching: bool = True,
         on_batch: BatchHook | None = None,
+        workers: int = 1,
     ) -> None:
         self.predict, self.max_batch, self.max_wait = (
             predict,
             max(1, max_batch),
             max(0.0, max_wait_ms) / 1000,
         )
-        self.batching, self.on_batch = batching, on_batch
+        self.batching, self.on_batch, self.workers = batching, on_batch, max(1, workers)
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -72,7 +74,9 @@ class MicroBatcher:
 
     async def start(self) -> None:
         """Create the queue, the worker task and the inference thread (inside the running loop)."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldtune-predict")
+        # batched calls run one at a time; unbatched ones may run ``workers`` at once (ONNX Runtime
+        # sessions are thread-safe, and one short text cannot use several cores well)
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fieldtune-predict")
         self._closing = False
         if self.batching:
             self._queue = asyncio.Queue()

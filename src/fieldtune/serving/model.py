@@ -75,13 +75,18 @@ def _supports_backend() -> bool:
     return "backend" in inspect.signature(Predictor.load).parameters
 
 
-def load_predictor(model_dir: Path, backend: str = "auto") -> Any:
-    """``Predictor.load(model_dir, backend=...)`` where the Predictor has backends, else torch."""
+def load_predictor(model_dir: Path, backend: str = "auto", threads: int | None = None) -> Any:
+    """``Predictor.load(model_dir, backend=..., threads=...)``."""
     from ..predict import Predictor
 
-    if _supports_backend():
-        return Predictor.load(model_dir, backend=backend)
-    return Predictor.load(model_dir)
+    return Predictor.load(model_dir, backend=backend, threads=threads)
+
+
+def is_onnx(model_dir: Path, backend: str) -> bool:
+    """Does ``backend`` (e.g. ``auto``) resolve to an ONNX Runtime backend for this artifact?"""
+    from ..export.runtime import resolve_backend
+
+    return resolve_backend(model_dir, backend)[1] is not None
 
 
 def json_safe(value: Any) -> Any:

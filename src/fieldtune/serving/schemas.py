@@ -141,6 +141,7 @@ class Limits(BaseModel):
     max_batch: int
     max_wait_ms: float
     batching: bool
+    inference_threads: int
 
 
 class Metadata(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,6 +37,7 @@ class Limits:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     batching: bool = True
+    inference_threads: int = 1  # model calls that may run at once (batching off only)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +90,7 @@ class ModelService:
             max_wait_ms=limits.max_wait_ms,
             batching=limits.batching,
             on_batch=metrics.observe_batch,
+            workers=limits.inference_threads,
         )
         self._loader: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
@@ -149,7 +152,8 @@ class ModelService:
             log.error("cannot load model %s: %s", self.model_dir, self.error)
 
     def _load_and_warm(self, model_dir: Path) -> Any:
-        predictor = load_predictor(model_dir, self.backend)
+        threads = max(1, (os.cpu_count() or 1) // self.limits.inference_threads)  # no oversubscription
+        predictor = load_predictor(model_dir, self.backend, threads)
         predictor.predict(["warm up"])  # first-call costs (allocations, kernels) off the first request
         return predictor
 

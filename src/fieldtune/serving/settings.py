@@ -9,7 +9,8 @@ and ``--workers N`` processes get their settings this way too).
 | FIELDTUNE_MAX_BODY_BYTES   | 1000000   | request body bytes (more -> 413)                   |
 | FIELDTUNE_MAX_BATCH        | 32        | texts per model call when micro-batching           |
 | FIELDTUNE_MAX_WAIT_MS      | 5         | how long a request waits for company               |
-| FIELDTUNE_BATCHING         | 1         | 0 = every request is its own model call            |
+| FIELDTUNE_BATCHING         | auto      | 1/0; auto: on for PyTorch, off for ONNX Runtime    |
+| FIELDTUNE_INFERENCE_THREADS| auto      | model calls at once without batching (ONNX: cores) |
 | FIELDTUNE_GRACEFUL_S       | 30        | seconds in-flight requests get on shutdown         |
 | FIELDTUNE_DB_URL           | sqlite:///runs/fieldtune.db | store for predictions, feedback, registry |
 | FIELDTUNE_LOG_INPUTS       | text      | log inputs as text, as a sha256 hash, or off       |
@@ -32,6 +33,7 @@ _INTS = {
     "FIELDTUNE_MAX_CHARS": "max_chars",
     "FIELDTUNE_MAX_BODY_BYTES": "max_body_bytes",
     "FIELDTUNE_MAX_BATCH": "max_batch",
+    "FIELDTUNE_INFERENCE_THREADS": "inference_threads",
 }
 
 
@@ -51,7 +53,7 @@ def limits_from_env() -> dict[str, Any]:
     out: dict[str, Any] = {key: _number(name, int, 1) for name, key in _INTS.items() if name in os.environ}
     if "FIELDTUNE_MAX_WAIT_MS" in os.environ:
         out["max_wait_ms"] = _number("FIELDTUNE_MAX_WAIT_MS", float, 0)
-    if "FIELDTUNE_BATCHING" in os.environ:
+    if os.environ.get("FIELDTUNE_BATCHING", "auto").strip().lower() not in ("", "auto"):
         out["batching"] = os.environ["FIELDTUNE_BATCHING"].strip().lower() not in (
             "0",
             "false",
