@@ -115,7 +115,7 @@ class Loop:
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
         state, acc = self.state, self.accelerator
         with acc.accumulate(self.model):
-            loss = self.model(**batch).loss
+            loss = self._loss(batch)
             acc.backward(loss)
             if acc.sync_gradients and self.cfg.grad_clip:
                 acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -127,6 +127,28 @@ class Loop:
         state.real_tokens += int(batch["attention_mask"].sum())
         state.padded_tokens += batch["attention_mask"].numel()
         self._loss_sum, self._loss_n = self._loss_sum + float(loss.detach()), self._loss_n + 1
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's loss, except for token tasks: there the summed cross-entropy over labelled
+        words divided by the *average* labelled words per batch, so every word weighs the same
+        whatever batch it lands in. (A per-batch mean would give the words of a batch of short
+        sentences — length grouping makes those — several times the weight of the words of a
+        batch of long ones.)"""
+        labels = batch.get("labels")
+        if labels is None or labels.dim() != 2 or labels.dtype != torch.long:
+            return self.model(**batch).loss
+        logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        total = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        return total / self._words_per_batch
+
+    @property
+    def _words_per_batch(self) -> float:
+        if not hasattr(self, "_wpb"):
+            words = sum(sum(1 for x in f["labels"] if x != -100) for f in self.features)
+            self._wpb = max(1.0, words / max(1, len(self.sampler)))
+        return self._wpb
 
     def _eval(self) -> bool:
         """Evaluate on dev, track the best weights, checkpoint. Returns True to stop early."""
