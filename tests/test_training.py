@@ -57,7 +57,7 @@ TOTAL, EMBEDDINGS, LAYER = 22_714_371, 11_918_592, 1_774_464  # MiniLM-L6 + a 3-
     "method,expected", [("full", TOTAL), ("head", 1_155), ("freeze", TOTAL - EMBEDDINGS - 2 * LAYER)]
 )
 def test_methods_report_trainable_parameters(tiny_model, method, expected):
-    counts = apply_method(tiny_model(), method, freeze_layers=2)
+    _, counts = apply_method(tiny_model(), method, freeze_layers=2)
     assert counts["total"] == TOTAL
     assert counts["trainable"] == expected
 

@@ -129,13 +129,22 @@ def predict(
 @_user_errors
 def export(
     model: Path = typer.Argument(..., help="run folder or its model/ folder"),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="export to ONNX (the only format for now)"),
+    onnx: Optional[bool] = typer.Option(
+        None, "--onnx/--no-onnx", help="export to ONNX (default: yes, unless --merge alone is asked for)"
+    ),
     int8: bool = typer.Option(False, "--int8", help="dynamic int8 quantisation with ONNX Runtime"),
+    merge: bool = typer.Option(
+        False, "--merge", help="lora / ia3 runs: fold the adapter into the base weights, a standalone model"
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="--merge: the merged model's folder (default: MODEL's model folder + '-merged')"
+    ),
 ) -> None:
-    """Export a model for fast CPU inference; refuses to write an export that fails the parity check."""
+    """Export a model for fast CPU inference (ONNX) or merge an adapter into a standalone model;
+    refuses to write anything that fails its parity check."""
     from .export import export_cli
 
-    export_cli(model, onnx=onnx, int8=int8, console=out)
+    export_cli(model, onnx=onnx, int8=int8, merge=merge, output=output, console=out)
 
 
 @app.command()

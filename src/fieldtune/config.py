@@ -108,13 +108,38 @@ class TrainConfig(_Strict):
     checkpoint: bool = Field(True, description="Save a resumable checkpoint at each evaluation (output/checkpoints).")
 
 
+class PeftConfig(_Strict):
+    """Parameter-efficient methods (method: lora | ia3 | prefix | prompt_tuning), through the peft library."""
+
+    r: int = Field(8, ge=1, description="LoRA rank: size of the low-rank update per adapted weight; try 4..64.")
+    alpha: float = Field(
+        16, gt=0, description="LoRA scaling numerator: the update is scaled by alpha / r (2*r is a common choice)."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA branch's input (LoRA only).")
+    target_modules: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="LoRA / IA3: module names to adapt, matched on their name's end (null: peft's default for "
+        "the architecture, e.g. BERT: query, value for LoRA; key, value, output.dense for IA3).",
+    )
+    virtual_tokens: int = Field(
+        20, ge=1, description="prefix / prompt_tuning: number of learned virtual tokens added to every input."
+    )
+
+
+PEFT_METHODS = ("lora", "ia3", "prefix", "prompt_tuning")
+
+
 class RunConfig(_Strict):
     """One fine-tuning run."""
 
     task: Literal["classification", "multilabel", "ner"] = Field(description="What to predict.")
     model: str = Field("minilm", description="Bundled alias (see `fieldtune models`), local HF directory, or hub id.")
-    method: Literal["full", "freeze", "head"] = Field(
-        "full", description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe."
+    method: Literal["full", "freeze", "head", "lora", "ia3", "prefix", "prompt_tuning"] = Field(
+        "full",
+        description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe; "
+        "lora / ia3 / prefix / prompt_tuning: a small peft adapter + the head train, the artifact stores only "
+        "those (settings under peft.*).",
     )
     freeze_layers: int = Field(
         2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always)."
@@ -124,11 +149,17 @@ class RunConfig(_Strict):
         Path("runs/run"), description="Run directory: model/, metrics.json, report.md, plots, log.jsonl."
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    peft: PeftConfig = Field(default_factory=PeftConfig)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.data.dev is None and self.data.train == self.data.test:
             raise ValueError("data.test is the same file as data.train; give a held-out test file")
+        if self.method == "prompt_tuning" and self.task == "ner":
+            raise ValueError(
+                "method prompt_tuning can't tag tokens: its virtual tokens shift every position of the output; "
+                "use method: lora or ia3 for ner"
+            )
         return self
 
     def selection_metric(self) -> str:

@@ -21,14 +21,14 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from . import __version__
-from .artifacts import save_artifact
+from .artifacts import base_model_reference, save_artifact
 from .config import RunConfig, load_config
 from .data.prepare import Splits, prepare_splits
 from .errors import UserError
 from .evaluation.plots import learning_curve_png
 from .evaluation.report import render_report
 from .inference import forward_logits
-from .methods import apply_method
+from .methods import apply_method, is_peft_method
 from .tasks import Task, get_task
 from .training.loop import Loop
 from .zoo import offline_env, resolve
@@ -55,7 +55,7 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     _set_threads(cfg)
     set_seed(cfg.train.seed)
     model, tokenizer, max_length = load_model(cfg, task, labels)
-    params = apply_method(model, cfg.method, cfg.freeze_layers)
+    model, params = apply_method(model, cfg.method, cfg.freeze_layers, cfg.peft)  # peft: wrapped
     label2id = {label: i for i, label in enumerate(labels)}
     encoded = {
         name: task.encode(ex, tokenizer, label2id, max_length)
@@ -84,7 +84,9 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
         progress=progress,
     )
     state = loop.run(resume=resume)
-    model = accelerator.unwrap_model(loop.model)
+    # without accelerate's autocast wrapper: the final metrics are then those of the saved artifact, which
+    # loads and predicts in fp32 (bf16 autocast, where on, was for training and model selection)
+    model = accelerator.unwrap_model(loop.model, keep_fp32_wrapper=False)
     train_stats = _train_stats(cfg, state, accelerator, params, started)
     result = _finish(
         cfg,
@@ -259,7 +261,7 @@ def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> di
         "labels": labels,
         "state": state,
         "max_length": max_length,
-        "base_model": {"name": cfg.model, "resolved": resolve(cfg.model)},
+        "base_model": base_model_reference(cfg.model, with_fingerprint=is_peft_method(cfg.method)),
         "method": cfg.method,
         "params": params,
         "config": cfg.model_dump(mode="json"),
@@ -273,9 +275,16 @@ def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> di
             "transformers": transformers.__version__,
             "accelerate": accelerate.__version__,
             "scikit-learn": sklearn.__version__,
+            **({"peft": _peft_version()} if is_peft_method(cfg.method) else {}),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _peft_version() -> str:
+    import peft
+
+    return peft.__version__
 
 
 def _start_output(cfg: RunConfig) -> None:

@@ -1,5 +1,7 @@
-"""``fieldtune export``: ONNX export (fp32 / dynamic int8) behind a parity check; the ONNX backend.
+"""``fieldtune export``: adapter merge and ONNX export (fp32 / dynamic int8), each behind a parity
+check; the ONNX backend.
 
+merge     LoRA / IA3 adapter -> standalone merged artifact (``--merge``)
 exporter  torch -> ONNX, int8 quantisation, atomic write of MODEL_DIR/onnx
 parity    sample inputs, label agreement and logit difference, the thresholds
 runtime   ONNX Runtime session + forward function used by ``Predictor(backend="onnx")``
@@ -12,20 +14,44 @@ from typing import Any
 
 from ..errors import UserError
 from .exporter import export_onnx
+from .merge import merge_adapter
 from .parity import measure_parity
 from .runtime import onnx_forward_logits, resolve_backend
 
-__all__ = ["export_cli", "export_onnx", "measure_parity", "onnx_forward_logits", "resolve_backend"]
+__all__ = ["export_cli", "export_onnx", "measure_parity", "merge_adapter", "onnx_forward_logits", "resolve_backend"]
 
 
-def export_cli(model: str | Path, *, onnx: bool = True, int8: bool = False, console: Any = None) -> Path:
-    """The ``fieldtune export`` command: export, print the parity table and the written files.
+def export_cli(
+    model: str | Path,
+    *,
+    onnx: bool | None = None,
+    int8: bool = False,
+    merge: bool = False,
+    output: str | Path | None = None,
+    console: Any = None,
+) -> Path:
+    """The ``fieldtune export`` command: merge and/or export, print the parity tables and the written files.
+
+    ``onnx`` None means: ONNX unless ``merge`` was asked for. With both, the merged artifact is
+    exported to ONNX.
 
     Returns:
-        The ``onnx/`` folder written.
+        The folder written last: the ``onnx/`` folder, or the merged artifact.
     """
-    if not onnx:
-        raise UserError("nothing to export", hint="ONNX is the only export format: pass --onnx")
+    if output is not None and not merge:
+        raise UserError("--output is for --merge", hint="the ONNX export always goes to MODEL/onnx")
+    if onnx is None:
+        onnx = not merge or int8
+    if not onnx and not merge:
+        raise UserError("nothing to export", hint="pass --onnx (fast CPU inference) or --merge (adapters)")
+    if merge:
+        model = merge_adapter(model, output, console=console)
+        if console is not None:
+            console.print(
+                f"wrote {model}: a standalone model for `fieldtune predict/serve/export {model}`", highlight=False
+            )
+        if not onnx:
+            return model
     folder = export_onnx(model, int8=int8, console=console)
     if console is not None:
         for path in sorted(folder.iterdir()):

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import transformers
 
-from ..artifacts import find_model_dir, read_meta, replace_dir
+from ..artifacts import find_model_dir, is_adapter_dir, read_meta, replace_dir
 from ..errors import UserError
 from ..inference import forward_logits
 from ..tasks import get_task
@@ -48,6 +48,12 @@ def export_onnx(model_dir: str | Path, int8: bool = False, console: Any = None) 
     """
     model_dir = find_model_dir(model_dir)
     meta = read_meta(model_dir)
+    if is_adapter_dir(model_dir):
+        raise UserError(
+            f"this artifact holds a {meta.get('method')} adapter, not full weights: merge it first",
+            path=model_dir,
+            hint=f"fieldtune export {model_dir} --merge --onnx (lora / ia3), or serve it with --backend torch",
+        )
     task = get_task(meta["task"])
     model, tokenizer = _load_for_export(model_dir, task.auto_model)
     features = parity.sample_features(task, tokenizer, meta["labels"], meta["max_length"])
