@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -13,6 +15,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "fieldtune" / "samples"
+
+
+def run(coro, timeout: float = 120):
+    """Run one async test body, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def serving(app, headers: dict | None = None):
+    """An in-process HTTP client with the app's lifespan (startup/shutdown) running around it."""
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
+            yield client
 
 
 def conll_sentences(path: Path) -> list[list[str]]:

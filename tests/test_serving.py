@@ -8,7 +8,6 @@ tests pay no load time. Everything binds to 127.0.0.1 and every loop is bounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
 import re
@@ -21,7 +20,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
-from conftest import SAMPLES, overfit_config
+from conftest import SAMPLES, overfit_config, run, serving
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -65,20 +64,6 @@ def cls_predictor(cls_run):
 @pytest.fixture(scope="module")
 def ner_predictor(ner_run):
     return fieldtune.load(ner_run)
-
-
-def run(coro, timeout: float = 60):
-    """Run one async test body, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def serving(app, headers: dict | None = None):
-    """An in-process client with the app's lifespan (startup/shutdown) running around it."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
-            yield client
 
 
 def banking_texts(n: int) -> list[str]:

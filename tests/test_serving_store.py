@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 
-import httpx
 import pytest
-from conftest import overfit_config
+from conftest import overfit_config, run, serving
 
 import fieldtune
 from fieldtune.serving import create_app
@@ -30,18 +28,6 @@ def two_runs(cls_file, tmp_path_factory):
 @pytest.fixture(scope="module")
 def predictor(two_runs):
     return fieldtune.load(two_runs[0])
-
-
-def run(coro, timeout: float = 120):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def serving(app):
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
 
 
 TEXTS = ["my card has not arrived", "what is the exchange rate", "my pin is blocked"]

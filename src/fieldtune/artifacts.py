@@ -147,11 +147,14 @@ def weights_fingerprint(model_dir: Path) -> str | None:
     if not model_dir.is_dir():
         return None
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    if not files:
-        return None
+    return files_sha256(model_dir, files) if files else None
+
+
+def files_sha256(root: Path, files: list[Path]) -> str:
+    """sha256 over ``files``' paths (relative to ``root``) and contents, in the order given."""
     h = hashlib.sha256()
     for path in files:
-        h.update(path.name.encode() + b"\0")
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)

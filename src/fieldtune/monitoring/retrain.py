@@ -144,7 +144,7 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
         rehearsal=len(train) - len(train_fb) * policy.feedback_weight,
         policy=asdict(policy),
     )
-    outcome = _decide(store, champion.version, row.version, scores, policy)
+    outcome = _decide(store, task, champion.version, row.version, scores, policy)
     outcome.output = out
     (out / "decision.json").write_text(json.dumps(outcome.as_dict(), indent=2, default=str), encoding="utf-8")
     return outcome
@@ -233,7 +233,7 @@ def _fields(ex: Example) -> tuple:
     return (ex.text, ex.labels) if isinstance(ex, TextExample) else (ex.tokens, ex.tags)
 
 
-def _write_jsonl(path: Path, examples: list[Example]) -> Path:
+def _write_jsonl(path: Path, examples: list[Example], single_label: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -241,7 +241,7 @@ def _write_jsonl(path: Path, examples: list[Example]) -> Path:
             if isinstance(ex, TaggedSentence):
                 row = {"tokens": list(ex.tokens), "tags": list(ex.tags)}
             else:
-                row = {"text": ex.text, "label": list(ex.labels)}
+                row = {"text": ex.text, "label": ex.labels[0] if single_label else list(ex.labels)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path.resolve()
@@ -254,24 +254,11 @@ def _challenger_config(cfg, out: Path, task: str, train, dev, frozen) -> dict[st
     new["output"] = str(out.resolve())
     d = new["data"]
     d.update(format="jsonl", encoding="utf-8", limit=None, text_column="text", label_column="label")
-    d["train"] = str(_write_jsonl(data / "train.jsonl", train))
-    d["dev"] = str(_write_jsonl(data / "dev.jsonl", dev)) if dev is not None else None
-    d["test"] = str(_write_jsonl(data / "holdout.jsonl", frozen))
-    if task == "classification":  # JSONL label lists are one label each here
-        for name in ("train", "dev", "test"):
-            if d[name]:
-                _flatten_labels(Path(d[name]))
+    single = task == "classification"  # one label per text: a string, not a list
+    d["train"] = str(_write_jsonl(data / "train.jsonl", train, single))
+    d["dev"] = str(_write_jsonl(data / "dev.jsonl", dev, single)) if dev is not None else None
+    d["test"] = str(_write_jsonl(data / "holdout.jsonl", frozen, single))
     return new
-
-
-def _flatten_labels(path: Path) -> None:
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        "".join(json.dumps({"text": r["text"], "label": r["label"][0]}, ensure_ascii=False) + "\n" for r in lines),
-        encoding="utf-8",
-    )
-    tmp.replace(path)
 
 
 def _train(cfg: dict[str, Any], out: Path, overrides: list[str], progress: bool) -> Path:
@@ -352,16 +339,16 @@ def _metric_labels(task, model_labels: list[str], union: list[str]) -> list[str]
 
 
 def _headline(metrics: dict[str, Any], task: str) -> float:
-    key = {"ner": "f1", "classification": "accuracy", "multilabel": "micro_f1"}[task]
-    return float(metrics[key])
+    from ..tasks import get_task
+
+    return float(metrics[get_task(task).default_metric])
 
 
 def _per_class(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return metrics.get("per_class") or metrics.get("per_type") or {}
 
 
-def _decide(store: Store, champion: str, challenger: str, scores: dict[str, Any], policy: Policy) -> Outcome:
-    task = store.model(challenger).task
+def _decide(store: Store, task: str, champion: str, challenger: str, scores: dict[str, Any], policy: Policy) -> Outcome:
     summary: dict[str, Any] = {}
     for name in ("champion", "challenger"):
         parts = {k: _headline(v, task) for k, v in scores[name].items()}

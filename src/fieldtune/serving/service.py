@@ -5,7 +5,6 @@ prediction logging, feedback and hot-reloading the registry's champion."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..store.store import text_hash
 from .batcher import BatcherClosed, MicroBatcher
 from .errors import ApiError
 from .metrics import ServingMetrics
@@ -199,7 +199,7 @@ class ModelService:
                     "model_version": version,
                     "created_at": now,
                     "text": text if self.log_inputs == "text" else None,
-                    "text_hash": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                    "text_hash": text_hash(text),
                     "output": out,
                     "label": label,
                     "confidence": confidence,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import files_sha256
 from ..errors import UserError
 from .models import ModelVersion
 from .store import Store
@@ -20,16 +21,9 @@ from .store import Store
 def artifact_checksum(model_dir: Path) -> str:
     """sha256 over the artifact's file names and contents (sorted; exports under onnx/ excluded,
     as they may be added after registration)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        rel = f.relative_to(model_dir).as_posix()
-        if rel.startswith("onnx/") or rel.startswith("."):
-            continue
-        h.update(rel.encode() + b"\0")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    kept = [f for f in files if not f.relative_to(model_dir).as_posix().startswith(("onnx/", "."))]
+    return files_sha256(model_dir, kept)
 
 
 def describe_artifact(path: str | Path) -> tuple[Path, dict[str, Any], str]:

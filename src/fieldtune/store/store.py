@@ -185,11 +185,6 @@ class Store:
             target.stage, target.updated_at = stage, utcnow()
             s.add(_decision(action, version, None, reason, details))
 
-    def record(self, action: str, version: str | None, reason: str, details: dict[str, Any]) -> None:
-        """Log a decision that changes no stage (e.g. a retrain that found nothing to learn)."""
-        with self.session() as s, s.begin():
-            s.add(_decision(action, version, None, reason, details))
-
     def previous_champion(self) -> str | None:
         """The champion before the current one (what ``rollback`` returns to)."""
         current = self.champion()
