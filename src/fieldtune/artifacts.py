@@ -49,12 +49,14 @@ def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel writes only adapter + head
+        if model is not None:  # None: nothing trained (zero-shot prompting): meta + tokenizer only
+            model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel writes only adapter + head
         if is_peft_model(model):  # config.json: the architecture, labels and problem type to rebuild
             base = model.get_base_model()
             base.config.architectures = [type(base).__name__]  # as save_pretrained records it
             base.config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         replace_dir(tmp, target)
     except BaseException:

