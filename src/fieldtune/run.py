@@ -124,8 +124,7 @@ def _adaptation_runner(cfg: RunConfig, kind: str):
         )
     if cfg.method == "in_context":
         raise UserError(
-            "method in_context prompts a causal LM with examples, and "
-            f"{cfg.model!r} is an encoder",
+            f"method in_context prompts a causal LM with examples, and {cfg.model!r} is an encoder",
             hint="use model: smollm2, or method: setfit for few-shot learning with an encoder",
         )
     from .fewshot.run import train_fewshot
