@@ -43,8 +43,9 @@ class Artifact:
     meta: dict[str, Any]
 
 
-def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path) -> Path:
-    """Write ``target`` (a folder) atomically, replacing an older one only once the new is complete."""
+def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path, extra: Any = None) -> Path:
+    """Write ``target`` (a folder) atomically, replacing an older one only once the new is complete.
+    ``extra(folder)``, when given, writes further files of the artifact (e.g. an LLM's in-context examples)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -57,6 +58,8 @@ def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path
             base.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         replace_dir(tmp, target)
     except BaseException:

@@ -185,6 +185,29 @@ def models() -> None:
 
 @app.command()
 @_user_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run folders (each with metrics.json)"),
+    metric: str = typer.Option("accuracy", "--metric", help="the test metric to compare (dev if a run has no test)"),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="where compare.md / .json / .png go (default: compare/ beside the first run)"
+    ),
+) -> None:
+    """Runs side by side: metric, training time, trainable parameters, size on disk, inference time."""
+    from .compare import cells as row_cells
+    from .compare import compare_runs, headers
+
+    rows, where = compare_runs(runs, metric, output)
+    table = Table(*headers(metric))
+    for column in table.columns:  # a narrow terminal wraps values instead of cutting them short
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*[escape(c) for c in row_cells(row)])
+    out.print(table)
+    out.print(f"table: {where / 'compare.md'}\nplot: {where / 'compare.png'}")
+
+
+@app.command()
+@_user_errors
 def demo(output: Path = typer.Option(Path("runs/demo"), help="where the demo runs go")) -> None:
     """Fine-tune the bundled model on the shipped samples (intents + NER) and show predictions."""
     from .demo import run_demo

@@ -182,6 +182,7 @@ class SetFitConfig(_Strict):
     )
     body_epochs: int = Field(1, ge=1, description="Epochs of contrastive fine-tuning of the encoder.")
     body_lr: float = Field(2e-5, gt=0, description="Learning rate of the encoder during contrastive fine-tuning.")
+    batch_size: int = Field(16, ge=1, description="Sentence pairs per step of contrastive fine-tuning.")
 
 
 class RunConfig(_Strict):

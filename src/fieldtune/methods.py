@@ -89,6 +89,11 @@ def _full(model: nn.Module, _: MethodOptions) -> nn.Module:
 
 @register_method("head")
 def _head(model: nn.Module, _: MethodOptions) -> nn.Module:
+    if type(model).__name__.endswith("ForCausalLM"):
+        raise UserError(
+            "method head has nothing to train in a causal LM: its output layer is tied to the input embeddings",
+            hint="use method: lora, ia3, prompt_tuning, freeze or full",
+        )
     for p in _backbone(model).parameters():
         p.requires_grad_(False)
     return model
@@ -168,7 +173,7 @@ def _prefix(model: nn.Module, options: MethodOptions) -> nn.Module:
 def _prompt_tuning(model: nn.Module, options: MethodOptions) -> nn.Module:
     from peft import PromptTuningConfig
 
-    if _task_type(model) != "SEQ_CLS":  # RunConfig refuses ner already; this guards direct calls
+    if _task_type(model) not in ("SEQ_CLS", "CAUSAL_LM"):  # RunConfig refuses ner already; this guards direct calls
         raise UserError("method prompt_tuning only works for classification", hint="use method: lora or ia3")
     return _wrap(model, PromptTuningConfig(num_virtual_tokens=options.peft.virtual_tokens))
 
@@ -181,8 +186,10 @@ def _wrap(model: nn.Module, config: Any) -> nn.Module:
     from .artifacts import quiet_transformers
 
     config.task_type = _task_type(model)
-    # peft adds "classifier" and "score" to modules_to_save itself for these task types
-    config.modules_to_save = [m for m in head_modules(model) if m not in ("classifier", "score")] or None
+    # peft adds "classifier" and "score" to modules_to_save itself for these task types; a causal LM has no
+    # task head (its lm_head is tied to the input embeddings and stays frozen)
+    heads = [] if config.task_type == "CAUSAL_LM" else head_modules(model)
+    config.modules_to_save = [m for m in heads if m not in ("classifier", "score")] or None
     try:
         with quiet_transformers():
             return get_peft_model(model, config)
@@ -206,7 +213,9 @@ def _task_type(model: nn.Module) -> str:
         return "TOKEN_CLS"
     if name.endswith("ForSequenceClassification"):
         return "SEQ_CLS"
-    raise UserError(f"the peft methods support sequence and token classification models, not {name}")
+    if name.endswith("ForCausalLM"):
+        return "CAUSAL_LM"
+    raise UserError(f"the peft methods support sequence / token classification and causal LMs, not {name}")
 
 
 def _transformers_version() -> str:

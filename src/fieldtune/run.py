@@ -247,8 +247,11 @@ def _finish(
     }
     scored, test_preds = splits.dev, None
     if splits.test:
+        t0 = time.perf_counter()
         logits = forward_logits(model, encoded["test"], cfg.train.eval_batch_size, tokenizer.pad_token_id)
         test_preds = task.decode(splits.test, encoded["test"], logits, id2label, state)
+        # inference cost for `fieldtune compare`: batched, tokenised beforehand
+        train_stats["ms_per_example"] = round(1000 * (time.perf_counter() - t0) / len(splits.test), 3)
         metrics["test"] = task.metrics(splits.test, test_preds, labels)
         scored = splits.test
     metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}

@@ -1,4 +1,4 @@
-"""The two shapes of labelled data fieldtune trains on."""
+"""The shapes of data fieldtune trains on: labelled texts, tagged sentences, and conversations."""
 
 from __future__ import annotations
 
@@ -25,7 +25,22 @@ class TaggedSentence:
     line: int = 0
 
 
-Example = Union[TextExample, TaggedSentence]
+@dataclass(frozen=True)
+class ChatExample:
+    """A conversation and the assistant's answer to learn (task causal_lm). No labels: a split of
+    these is a plain seeded random split."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs before the answer; tuples keep it hashable
+    response: str
+    line: int = 0
+
+    @property
+    def chat(self) -> list[dict[str, str]]:
+        """The messages as ``{"role", "content"}`` dicts, the shape chat templates take."""
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+Example = Union[TextExample, TaggedSentence, ChatExample]
 
 
 @dataclass
@@ -50,4 +65,6 @@ class Dataset:
 def _labels_of(ex: Example) -> tuple[str, ...]:
     if isinstance(ex, TextExample):
         return ex.labels
+    if isinstance(ex, ChatExample):
+        return ()
     return tuple(t[2:] for t in ex.tags if t != "O" and t.startswith("B-"))

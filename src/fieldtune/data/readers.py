@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .examples import Dataset, TaggedSentence, TextExample
+from .examples import ChatExample, Dataset, TaggedSentence, TextExample
 from .tags import check_tag, normalize_tags
 
 TEXT_COLUMNS = ("text", "sentence", "content", "query", "utterance")
@@ -22,11 +22,19 @@ _MISSING = object()  # csv.DictReader restval: a row shorter than the header
 
 
 def read_examples(path: str | Path, task: str, data_cfg: Any) -> Dataset:
-    """Read a data file for ``task`` ('classification' | 'multilabel' | 'ner')."""
+    """Read a data file for ``task`` ('classification' | 'multilabel' | 'ner' | 'causal_lm')."""
     path = Path(path)
     fmt = _detect_format(path, data_cfg.format, task)
     text = read_text(path, data_cfg.encoding)
-    if task == "ner":
+    if task == "causal_lm":
+        if fmt != "jsonl":
+            raise UserError(
+                f"task causal_lm reads JSONL, not {fmt}",
+                path=path,
+                hint='one object per line: {"prompt": ..., "response": ...} or {"messages": [...]}',
+            )
+        dataset = _read_chat_jsonl(path, text)
+    elif task == "ner":
         dataset = _read_tagged_jsonl(path, text) if fmt == "jsonl" else _read_conll(path, text)
     elif fmt == "jsonl":
         dataset = _read_text_jsonl(path, text, data_cfg, multilabel=task == "multilabel")
@@ -134,6 +142,65 @@ def _read_tagged_jsonl(path: Path, text: str) -> Dataset:
         iob1 |= changed
         sentences.append(TaggedSentence(tuple(str(t) for t in tokens), tuple(fixed), number))
     return Dataset(path, sentences, ["IOB1 tags converted to IOB2"] if iob1 else [])
+
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def _read_chat_jsonl(path: Path, text: str) -> Dataset:
+    """Conversations: ``{"prompt", "response"}`` (optional ``"system"``) or ``{"messages": [...]}``
+    whose last message is the assistant's answer."""
+    examples = []
+    for number, obj in _jsonl_objects(path, text):
+        if "messages" in obj:
+            messages = _chat_messages(obj["messages"], path, number)
+        elif "prompt" in obj and "response" in obj:
+            messages = [("user", _content(obj["prompt"], "prompt", path, number))]
+            if obj.get("system") is not None:
+                messages.insert(0, ("system", _content(obj["system"], "system", path, number)))
+            messages.append(("assistant", _content(obj["response"], "response", path, number)))
+        else:
+            raise UserError(
+                f"expected keys prompt and response, or messages; got {sorted(obj)}",
+                path=path,
+                line=number,
+                hint='e.g. {"prompt": "Translate: chat", "response": "cat"}',
+            )
+        examples.append(ChatExample(tuple(messages[:-1]), messages[-1][1], number))
+    return Dataset(path, examples)
+
+
+def _chat_messages(raw: Any, path: Path, line: int) -> list[tuple[str, str]]:
+    """(role, content) pairs, checked: known roles, system only first, a user turn, the assistant last."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise UserError("messages must be a list of at least a user and an assistant message", path=path, line=line)
+    messages = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise UserError(f'messages[{i}] is not {{"role": ..., "content": ...}}', path=path, line=line)
+        if m["role"] not in CHAT_ROLES:
+            raise UserError(
+                f"messages[{i}] has role {m['role']!r}", path=path, line=line, hint=f"roles are {', '.join(CHAT_ROLES)}"
+            )
+        if m["role"] == "system" and i > 0:
+            raise UserError(f"messages[{i}]: a system message may only come first", path=path, line=line)
+        messages.append((m["role"], _content(m["content"], f"messages[{i}].content", path, line)))
+    if messages[-1][0] != "assistant":
+        raise UserError(
+            f"the last message is from the {messages[-1][0]}, not the assistant",
+            path=path,
+            line=line,
+            hint="end each conversation with the assistant answer to learn",
+        )
+    if not any(role == "user" for role, _ in messages[:-1]):
+        raise UserError("no user message before the assistant's answer", path=path, line=line)
+    return messages
+
+
+def _content(value: Any, key: str, path: Path, line: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{key} is empty or not a string", path=path, line=line, hint="fill it in or remove the line")
+    return value
 
 
 def _read_text_jsonl(path: Path, text: str, cfg: Any, multilabel: bool) -> Dataset:

@@ -56,7 +56,8 @@ def render_report(summary: dict[str, Any]) -> str:
 
 def _headline_keys(metrics: dict[str, Any]) -> list[str]:
     row = metrics["dev"]
-    return [k for k in ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy") if k in row]
+    keys = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy")
+    return [k for k in (*keys, "perplexity", "rouge_l", "exact_match") if k in row]
 
 
 def _fmt(x: Any) -> str:

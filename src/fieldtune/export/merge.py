@@ -63,16 +63,7 @@ def merge_adapter(model: str | Path, output: str | Path | None = None, console: 
     target = Path(output) if output is not None else default_merged_dir(model_dir)
     _check_target(target, model_dir)
 
-    artifact = load_artifact(model_dir)
-    adapter = artifact.model
-    merged = copy.deepcopy(adapter).merge_and_unload()  # the adapter stays as the reference
-    merged.eval()
-    task = get_task(meta["task"])
-    features = parity.sample_features(task, artifact.tokenizer, meta["labels"], meta["max_length"])
-    pad_id = artifact.tokenizer.pad_token_id
-    result = parity.measure_parity(
-        functools.partial(forward_logits, adapter), functools.partial(forward_logits, merged), features, pad_id
-    )
+    merged, tokenizer, result = (_merge_llm if meta.get("kind") == "llm" else _merge_encoder)(model_dir, meta)
     if console is not None:
         _print_parity(console, result)
     problems = parity.parity_failures(result, int8=False)
@@ -92,7 +83,47 @@ def merge_adapter(model: str | Path, output: str | Path | None = None, console: 
             "parity": result,
         },
     }
-    return save_artifact(merged, artifact.tokenizer, merged_meta, target)
+    return save_artifact(merged, tokenizer, merged_meta, target)
+
+
+def _merge_encoder(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Merged model, tokenizer and parity (the task's logits on the sample texts) of an encoder adapter."""
+    artifact = load_artifact(model_dir)
+    adapter = artifact.model
+    merged = copy.deepcopy(adapter).merge_and_unload()  # the adapter stays as the reference
+    merged.eval()
+    task = get_task(meta["task"])
+    features = parity.sample_features(task, artifact.tokenizer, meta["labels"], meta["max_length"])
+    pad_id = artifact.tokenizer.pad_token_id
+    result = parity.measure_parity(
+        functools.partial(forward_logits, adapter), functools.partial(forward_logits, merged), features, pad_id
+    )
+    return merged, artifact.tokenizer, result
+
+
+def _merge_llm(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The same for a causal-LM adapter (any task): parity on the next-token logits after each sample text
+    as a chat prompt, which every LLM task's predictions derive from."""
+    from ..llm.classify import load_llm_artifact
+    from ..llm.model import prompt_ids
+
+    adapter, tokenizer = load_llm_artifact(model_dir, meta)
+    merged = copy.deepcopy(adapter).merge_and_unload().eval()
+    features = [{"input_ids": prompt_ids(tokenizer, [{"role": "user", "content": t}])} for t in parity.SAMPLE_TEXTS]
+    result = parity.measure_parity(
+        functools.partial(_next_token_logits, adapter),
+        functools.partial(_next_token_logits, merged),
+        features,
+        tokenizer.pad_token_id,
+    )
+    return merged, tokenizer, result
+
+
+def _next_token_logits(model: Any, features: list[dict[str, Any]], batch_size: int, pad_id: int) -> list[Any]:
+    import torch
+
+    with torch.no_grad():
+        return [model(input_ids=torch.tensor([f["input_ids"]])).logits[0, -1].float().numpy() for f in features]
 
 
 def _check_target(target: Path, model_dir: Path) -> None:

@@ -13,7 +13,7 @@ from ..artifacts import find_model_dir, read_meta
 from ..errors import UserError
 
 BACKENDS = ("auto", "torch")  # without a Predictor that has backends
-CAUSAL_LM_TASKS = frozenset({"causal_lm"})  # none is registered yet: chat answers 404 for every model
+CAUSAL_LM_TASKS = frozenset({"causal_lm"})  # /v1/chat/completions serves these; 404 for the others
 
 
 def check_model_dir(path: str | Path, backend: str = "auto") -> tuple[Path, dict[str, Any]]:

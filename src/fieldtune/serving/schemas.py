@@ -105,7 +105,11 @@ class Entity(BaseModel):
     score: float
 
 
-Prediction = LabelScore | list[LabelScore] | MultiLabelPrediction | list[Entity]
+class GeneratedText(BaseModel):
+    generated_text: str = Field(description="causal_lm: the model's answer to the text as a user message")
+
+
+Prediction = LabelScore | list[LabelScore] | MultiLabelPrediction | list[Entity] | GeneratedText
 
 
 class PredictResponse(BaseModel):

@@ -27,6 +27,6 @@ def task_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from . import classification, token_classification  # noqa: E402,F401  (register)
+from . import causal_lm, classification, token_classification  # noqa: E402,F401  (register)
 
 __all__ = ["Task", "get_task", "register", "task_names"]

@@ -28,6 +28,8 @@ from ..errors import UserError
 from .batching import LengthGroupedBatches, collate
 from .optim import build_optimizer, build_scheduler
 
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})  # selection metrics where smaller wins
+
 
 @dataclass
 class LoopState:
@@ -159,7 +161,8 @@ class Loop:
             dev = self.evaluate(acc.unwrap_model(self.model))
         self.model.train()
         value = dev[self.metric]
-        improved = state.best is None or value > state.best
+        lower = self.metric in LOWER_IS_BETTER
+        improved = state.best is None or (value < state.best if lower else value > state.best)
         if improved:
             state.best, state.best_step, state.best_seconds = value, state.step, state.seconds
             state.best_epoch = self._epochs_done()
