@@ -355,7 +355,7 @@ def test_unknown_key_in_yaml(tmp_path):
         ("train.epochs=abc", ["train.epochs:", "valid integer", "'abc'"]),
         ("train.optimizer=adam", ["train.optimizer:", "'adamw' or 'sgd'"]),
         ("train.lr=-1", ["train.lr:", "greater than 0"]),
-        ("task=regression", ["task:", "'classification', 'multilabel' or 'ner'"]),
+        ("task=regression", ["task:", "'classification', 'multilabel', 'ner' or 'causal_lm'"]),
     ],
 )
 def test_wrong_config_values(tmp_path, override, fragments):
@@ -388,7 +388,7 @@ def test_model_path_does_not_exist(tmp_path):
     train = write(tmp_path / "train.csv", GOOD_CSV)
     config = make_config(tmp_path, "classification", {"train": train})
     result = run_cli("train", config, "model=./no/such/dir", "train.threads=1")
-    assert_clean_exit(result, "model path does not exist: ./no/such/dir", "aliases ['minilm']")
+    assert_clean_exit(result, "model path does not exist: ./no/such/dir", "aliases ['minilm', 'smollm2']")
     assert not (tmp_path / "run").exists()
 
 

@@ -75,7 +75,7 @@ def train(
     t = result.metrics["train"]
     out.print(
         f"trainable parameters: {t['trainable_params']:,} of {t['total_params']:,} "
-        f"({100 * t['trainable_params'] / t['total_params']:.2f}%)"
+        f"({100 * t['trainable_params'] / max(t['total_params'], 1):.2f}%)"
     )
     out.print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report.md'}")
 
@@ -304,7 +304,19 @@ def _print_drift(report) -> None:
     out.print("[bold red]drift detected[/]" if report.drifted else "[green]no drift[/]")
 
 
-HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "examples")
+HEADLINE = (
+    "f1",
+    "precision",
+    "recall",
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "subset_accuracy",
+    "perplexity",
+    "exact_match",
+    "rouge_l",
+    "examples",
+)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -316,12 +328,16 @@ def _print_metrics(metrics: dict) -> None:
         name = f"baseline ({row['name']})" if "name" in row else split
         table.add_row(name, *[_fmt(row.get(k)) for k in keys])
     out.print(table)
-    if "train" in metrics:
-        t = metrics["train"]
+    t = metrics.get("train") or {}
+    if t.get("steps"):
         out.print(
             f"trained {t['steps']} steps in {t['train_s']:.0f} s ({t['tokens_per_s']:.0f} real tokens/s, "
             f"{t['precision']}); best at epoch {t['best_epoch']}"
         )
+    elif t:
+        out.print(f"no gradient steps (took {t.get('train_s', 0):.0f} s)")
+    if t.get("ms_per_example") is not None:
+        out.print(f"inference: {t['ms_per_example']:.1f} ms per example")
 
 
 def _fmt(value) -> str:
