@@ -59,7 +59,7 @@ ROWS: dict[str, tuple[str, str, int | None, dict[str, Any], bool]] = {
 # the encoder rows need fewer epochs than on the 1.6k PhraseBank sentences.
 DATASET_ROWS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]] = {
     "banking77": {
-        "lora_llm": ({"shots": 16}, {"epochs": 2, "lr": 5e-4}, {"instruction": "What does the bank customer want?"}),
+        "lora_llm": ({"shots": 16}, {"epochs": 1, "lr": 5e-4}, {"instruction": "What does the bank customer want?"}),
         "head": ({}, {"epochs": 5, "lr": 3e-3, "batch_size": 32}, {}),
         "lora_encoder": ({}, {"epochs": 5, "lr": 1e-3, "batch_size": 32}, {}),
         "full": ({}, {"epochs": 5, "lr": 1e-4, "batch_size": 32}, {}),
