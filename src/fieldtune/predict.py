@@ -83,15 +83,7 @@ class Predictor:
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-        examples = [self.task.from_text(t) for t in batch]
-        predictions = self.predict_examples(examples)
-        outputs = [self.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
-        return outputs[0] if single else outputs
+        return predict_texts(self, texts, top_k)
 
     def predict_examples(self, examples: list[Example]) -> list[Any]:
         """Task-level predictions (label probabilities / tags) for already-built examples."""
@@ -103,6 +95,20 @@ class Predictor:
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
         """Metrics of this model on labelled examples."""
         return self.task.metrics(examples, self.predict_examples(examples), self.labels)
+
+
+def predict_texts(predictor: Any, texts: str | list[str], top_k: int | None = None) -> Any:
+    """``predict`` of every predictor kind: checks the texts, builds the task's examples, and shapes
+    the outputs; ``predictor`` gives ``task`` and ``predict_examples``."""
+    single = isinstance(texts, str)
+    batch = [texts] if single else list(texts)
+    for i, text in enumerate(batch):
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
+    examples = [predictor.task.from_text(t) for t in batch]
+    predictions = predictor.predict_examples(examples)
+    outputs = [predictor.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
+    return outputs[0] if single else outputs
 
 
 # kind (fieldtune.json) -> "module:Class" of its predictor; each has load(model_dir, batch_size, backend),

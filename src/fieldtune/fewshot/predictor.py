@@ -46,15 +46,9 @@ class EmbeddingPredictor:
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-        examples = [self.task.from_text(t) for t in batch]
-        predictions = self.predict_examples(examples)
-        outputs = [self.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
-        return outputs[0] if single else outputs
+        from ..predict import predict_texts
+
+        return predict_texts(self, texts, top_k)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         return self.head.logits(embed(self.body, texts, self.batch_size))

@@ -538,15 +538,9 @@ class ClassifierPredictor:
         return cls(clf, meta, batch_size, "torch-bf16" if autocast else "torch")
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-        examples = [self.task.from_text(t) for t in batch]
-        predictions = self.predict_examples(examples)
-        outputs = [self.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
-        return outputs[0] if single else outputs
+        from ..predict import predict_texts
+
+        return predict_texts(self, texts, top_k)
 
     def predict_examples(self, examples: list[TextExample]) -> list[dict[str, float]]:
         return self.clf.probabilities([ex.text for ex in examples])
