@@ -8,6 +8,8 @@ or runs out of memory is reported with its error and the others go on):
     zero_shot_embedding  minilm, method zero_shot (cosine to label descriptions)
     in_context_llm       smollm2, method in_context, data.shots=8 (the most similar examples in the prompt)
     setfit               minilm, method setfit, data.shots=8
+    setfit_frozen        minilm, method setfit, data.shots=8, setfit.body_epochs=0 (no contrastive step: the
+                         cross-validated logistic regression on the encoder's own sentence embeddings)
     head                 minilm, method head (linear probe on a frozen encoder)
     lora_encoder         minilm, method lora
     lora_llm             smollm2, method lora (the LLM trained to emit the label)
@@ -48,6 +50,7 @@ ROWS: dict[str, tuple[str, str, int | None, dict[str, Any], bool]] = {
     "zero_shot_embedding": ("minilm", "zero_shot", None, {}, False),
     "in_context_llm": ("smollm2", "in_context", 8, {}, True),
     "setfit": ("minilm", "setfit", 8, {}, False),
+    "setfit_frozen": ("minilm", "setfit", 8, {}, False),
     "head": ("minilm", "head", None, {"epochs": 10, "lr": 1e-3, "batch_size": 32}, False),
     "lora_encoder": ("minilm", "lora", None, {"epochs": 8, "lr": 5e-4, "batch_size": 16, "patience": 2}, False),
     "lora_llm": ("smollm2", "lora", None, {"epochs": 2, "lr": 2e-4, "batch_size": 8}, True),
@@ -71,6 +74,7 @@ DATASET_ROWS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any], dict[str
 # in-context prompts are 4x the cost per input with calibration (the prior is measured after each input's own
 # shots); the in-context rows run uncalibrated
 ROW_PROMPTS: dict[str, dict[str, Any]] = {"in_context_llm": {"calibrate": False}}
+ROW_SETFIT: dict[str, dict[str, Any]] = {"setfit_frozen": {"body_epochs": 0}}
 QUICK_TRAIN = {"epochs": 1, "patience": None}  # --quick: one epoch, whatever the row says
 QUICK_LABELS, QUICK_TRAIN_PER_LABEL, QUICK_TEST_PER_LABEL = 10, 16, 4
 
@@ -203,8 +207,9 @@ def row_config(name: str, files: dict[str, Path], args: argparse.Namespace) -> d
     }
     if prompt:
         cfg["prompt"] = prompt
-    if args.quick and method == "setfit":
-        cfg["setfit"] = {"iterations": 2}
+    setfit = {**ROW_SETFIT.get(name, {}), **({"iterations": 2} if args.quick and method == "setfit" else {})}
+    if setfit:
+        cfg["setfit"] = setfit
     return cfg
 
 

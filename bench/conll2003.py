@@ -160,6 +160,16 @@ def seed_everything(seed: int) -> None:
 # --------------------------------------------------------------------------- contenders
 
 
+def _setting(kv: str) -> tuple[str, Any]:
+    """``key=value`` of --fieldtune-train, the value parsed as YAML (false, 0.1, 64)."""
+    import yaml
+
+    key, sep, value = kv.partition("=")
+    if not sep:
+        sys.exit(f"--fieldtune-train wants key=value, got {kv!r}")
+    return key, yaml.safe_load(value)
+
+
 def run_fieldtune(args: argparse.Namespace) -> dict[str, Any]:
     """Contender 1: fieldtune.train() on the same files and hyper-parameters."""
     import fieldtune
@@ -181,6 +191,7 @@ def run_fieldtune(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "seed": args.seed,
             "precision": args.fieldtune_precision,
+            **dict(_setting(kv) for kv in args.fieldtune_train or []),
         },
     }
     m = fieldtune.train(cfg).metrics
@@ -424,6 +435,8 @@ def spawn(name: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[st
         "--fieldtune-precision",
         args.fieldtune_precision,
     ]
+    for kv in args.fieldtune_train or []:
+        cmd += ["--fieldtune-train", kv]
     if name == "naive" and args.naive_epochs:
         cmd[cmd.index("--epochs") + 1] = str(args.naive_epochs)
     print(f"\n=== {name} ===", flush=True)
@@ -590,6 +603,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("fp32", "auto", "bf16"),
         default="auto",
         help="'auto' (fieldtune's default) picks bf16 autocast on CPUs with AMX; fp32 as the baselines",
+    )
+    p.add_argument(
+        "--fieldtune-train",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a fieldtune train.* setting, e.g. packing=false (repeatable)",
     )
     p.add_argument("--naive-epochs", type=int, help="epochs for the naive loop (default: --epochs); it is slow")
     p.add_argument("--out", type=Path, default=Path("bench/results/conll2003.json"))

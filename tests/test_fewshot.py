@@ -22,7 +22,7 @@ from fieldtune.config import load_config
 from fieldtune.data.prepare import prepare_splits
 from fieldtune.errors import UserError
 from fieldtune.fewshot.predictor import EmbeddingPredictor
-from fieldtune.fewshot.setfit_train import logistic_to_head
+from fieldtune.fewshot.setfit_train import FALLBACK_C, HEAD_CS, head_estimator, logistic_to_head
 from fieldtune.predict import Predictor
 
 INTENTS = ("apple_pay_or_google_pay", "card_arrival", "exchange_rate", "pin_blocked")
@@ -180,6 +180,7 @@ def test_setfit_few_shot_trains_and_beats_chance(setfit):
     assert m["test"]["accuracy"] >= 0.75, m["test"]  # 4 examples per label; chance 0.25
     t = m["train"]
     assert t["steps"] > 0 and t["pairs"] == 2 * 4 * 16 and t["trainable_params"] > 20_000_000
+    assert t["head_c"] in HEAD_CS  # picked by 4-fold CV on the 16 examples
     meta = json.loads((setfit.model_dir / "fieldtune.json").read_text())
     assert meta["kind"] == "embedding" and meta["body"] == "artifact" and meta["sizes"]["train"] == 16
     assert (setfit.model_dir / "model.safetensors").is_file() and (setfit.model_dir / "head.safetensors").is_file()
@@ -201,6 +202,19 @@ def test_setfit_reloads_to_identical_predictions_and_serves_the_cli(setfit, inte
     assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == setfit.metrics["test"]["accuracy"]
 
 
+def test_setfit_without_contrastive_epochs_fits_the_head_on_the_base_embeddings(intents, tmp_path):
+    cfg = _config(intents, tmp_path / "run", "setfit", data={"shots": 4})
+    cfg["setfit"] = {"body_epochs": 0}
+    run = fieldtune.train(cfg, progress=False)
+    t = run.metrics["train"]
+    assert run.metrics["test"]["accuracy"] >= 0.75, run.metrics["test"]
+    assert t["steps"] == 0 and t["pairs"] == 0 and t["trainable_params"] == 4 * 384 + 4
+    meta = json.loads((run.model_dir / "fieldtune.json").read_text())
+    assert meta["body"] == "base" and meta["base_model"]["sha256"]  # a reference, not a 90 MB copy
+    assert not (run.model_dir / "model.safetensors").exists()
+    assert Predictor.load(run.output_dir).evaluate(_test_examples(run)) == run.metrics["test"]
+
+
 def test_setfit_multilabel_is_a_user_error_before_any_output(multilabel_file, tmp_path):
     cfg = {"task": "multilabel", "method": "setfit", "data": {"train": str(multilabel_file)}, "output": str(tmp_path)}
     with pytest.raises(UserError, match="setfit"):
@@ -219,6 +233,22 @@ def test_logistic_regression_head_matches_predict_proba(classes):
     logits = logistic_to_head(clf, classes).logits(x)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), clf.predict_proba(x), atol=1e-5)
+
+
+def test_head_c_is_cross_validated_and_the_head_matches_its_probabilities():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 32))
+    y = np.repeat(np.arange(20), 8)
+    x = (centres[y] + 1.2 * rng.normal(size=(160, 32))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit length, like the sentence embeddings
+    search = head_estimator(list(y), seed=0).fit(x, y)
+    scores = search.cv_results_["mean_test_score"]  # 4 folds of 2 per label; 0.94 at C=0.1 .. 0.96 at C=10
+    assert search.best_estimator_.C == HEAD_CS[int(np.argmax(scores))] and scores.max() > scores.min()
+    logits = logistic_to_head(search, 20).logits(x)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), search.predict_proba(x), atol=1e-5)
+    single = head_estimator([0, 0, 1], seed=0)  # a label seen once: nothing to cross-validate
+    assert not hasattr(single, "cv") and single.C == FALLBACK_C
 
 
 # ---------------------------------------------------------------- data.shots

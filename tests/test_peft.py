@@ -174,7 +174,11 @@ def test_merge_matches_the_adapter(lora_run, tmp_path):
     else:  # merge + ONNX in one go, to a chosen folder: the merged model is an ordinary artifact
         merged_dir = export_cli(result.output_dir, merge=True, onnx=True, output=tmp_path / "merged").parent
         onnx = fieldtune.load(merged_dir, backend="onnx")
-        assert onnx.backend == "onnx" and onnx.predict(TEXTS[task])[0] == before["predictions"][0]
+        assert onnx.backend == "onnx"
+        got, want = onnx.predict(TEXTS[task])[0], before["predictions"][0]
+        strip = lambda ents: [{k: v for k, v in e.items() if k != "score"} for e in ents]  # noqa: E731
+        assert strip(got) == strip(want)  # same entities; ONNX Runtime's scores differ in the 6th decimal
+        assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want, strict=True)) < 1e-4
     files = {p.name for p in merged_dir.iterdir()}
     assert "model.safetensors" in files and "adapter_config.json" not in files
     merged = fieldtune.load(merged_dir, backend="torch")

@@ -7,7 +7,7 @@ import transformers
 
 from fieldtune.data.examples import TaggedSentence
 from fieldtune.tasks import get_task
-from fieldtune.training.batching import IGNORE, LengthGroupedBatches, collate
+from fieldtune.training.batching import IGNORE, LengthGroupedBatches, can_pack, collate, collate_packed
 from fieldtune.zoo import resolve
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -109,3 +109,53 @@ def test_length_grouping_cuts_padding_and_is_reproducible():
     assert list(grouped) == first  # same seed, same epoch -> same batches
     grouped.use_epoch(1)
     assert list(grouped) != first
+
+
+def _ner_features(tokenizer, n: int = 24) -> list[dict]:
+    """Real NER features of the shipped WNUT-17 sample: sentences of many lengths."""
+    from conftest import SAMPLES
+
+    from fieldtune.config import DataConfig
+    from fieldtune.data.readers import read_examples
+
+    sentences = read_examples(SAMPLES / "wnut17" / "train.txt", "ner", DataConfig(train="x")).examples[:n]
+    tags = sorted({t for s in sentences for t in s.tags})
+    return get_task("ner").encode(sentences, tokenizer, {t: i for i, t in enumerate(tags)}, 512), len(tags)
+
+
+def test_packed_batch_gives_the_same_logits_as_the_padded_one(tokenizer):
+    import torch
+
+    features, num_labels = _ner_features(tokenizer)
+    packed, padded = collate_packed(features, pad_id=0), collate(features, pad_id=0)
+    assert packed["input_ids"].shape[0] < len(features) / 2  # several sentences share a row
+    assert int(packed["num_real_tokens"]) == int(padded["attention_mask"].sum())
+    assert packed["input_ids"].numel() < 0.8 * padded["input_ids"].numel()  # far less padding
+    torch.manual_seed(0)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(
+        resolve("minilm"), num_labels=num_labels, attn_implementation="eager"
+    ).eval()
+    assert can_pack(model, features)
+    with torch.no_grad():
+        out_packed = model(**{k: v for k, v in packed.items() if k not in ("labels", "num_real_tokens")}).logits
+        out_padded = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+    # find every sentence in its packed row (each starts with [CLS]) and compare its logits
+    found = 0
+    for row, ids in enumerate(packed["input_ids"].tolist()):
+        starts = [p for p, t in enumerate(ids) if t == tokenizer.cls_token_id]
+        for start in starts:
+            i = next(i for i, f in enumerate(features) if ids[start : start + len(f["input_ids"])] == f["input_ids"])
+            n = len(features[i]["input_ids"])
+            assert packed["position_ids"][row, start : start + n].tolist() == list(range(n))
+            assert packed["labels"][row, start : start + n].tolist() == features[i]["labels"]
+            torch.testing.assert_close(out_packed[row, start : start + n], out_padded[i, :n], atol=2e-5, rtol=1e-4)
+            found += 1
+    assert found == len(features)
+
+
+def test_sequence_tasks_and_prompt_adapters_are_not_packed(tokenizer):
+    features, _ = _ner_features(tokenizer, 4)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(resolve("minilm"), num_labels=3)
+    assert can_pack(model, features)
+    assert not can_pack(model, [{"input_ids": [1, 2], "labels": 1}])  # one label per text
+    assert not can_pack(model, [{"input_ids": [1, 2], "labels": [0.0, 1.0]}])  # multi-hot

@@ -95,7 +95,12 @@ class TrainConfig(_Strict):
         description="Max word-pieces per window (null: the model's limit). NER splits longer sentences into windows.",
     )
     group_by_length: bool = Field(
-        True, description="Batch examples of similar length together: far less padding, same quality."
+        True, description="Batch examples of similar length together: far less padding (not used when packing)."
+    )
+    packing: bool = Field(
+        True,
+        description="Token tasks (ner) on a BERT-style encoder: random batches, each batch's sentences packed side "
+        "by side in few rows with a block-diagonal attention mask (exact, almost no padding).",
     )
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate on dev every N optimizer steps (null: once per epoch)."
@@ -180,7 +185,12 @@ class SetFitConfig(_Strict):
     iterations: int = Field(
         20, ge=1, description="Contrastive pairs generated per training example (SetFit's num_iterations)."
     )
-    body_epochs: int = Field(1, ge=1, description="Epochs of contrastive fine-tuning of the encoder.")
+    body_epochs: int = Field(
+        1,
+        ge=0,
+        description="Epochs of contrastive fine-tuning of the encoder; 0: none, the logistic regression learns "
+        "on the model's own sentence embeddings (the artifact then references the base model).",
+    )
     body_lr: float = Field(2e-5, gt=0, description="Learning rate of the encoder during contrastive fine-tuning.")
     batch_size: int = Field(16, ge=1, description="Sentence pairs per step of contrastive fine-tuning.")
 

@@ -47,11 +47,10 @@ def train_fewshot(cfg: RunConfig, resume: bool = False, progress: bool = True) -
     else:
         from .setfit_train import train_setfit
 
-        del body  # SetFit loads its own copy to fine-tune
-        body, head, stats = train_setfit(cfg, labels, splits.train, max_length, progress)
+        body, head, stats = train_setfit(cfg, labels, splits.train, max_length, progress, body)
         state = {}
         stats["best_epoch"] = cfg.setfit.body_epochs
-        trainable = count_params(body) + head.size
+        trainable = (count_params(body) if cfg.setfit.body_epochs else 0) + head.size
     train_s = time.perf_counter() - t0
     meta = {"task": cfg.task, "labels": labels, "max_length": max_length, "state": state}
     predictor = EmbeddingPredictor(body, head, meta, cfg.train.eval_batch_size)
@@ -94,7 +93,7 @@ def _finish(
     scored = splits.test or splits.dev
     metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
     metrics["train"] = _train_stats(cfg, stats, params, train_s, ms_per_example, started)
-    zero_shot = cfg.method == "zero_shot"
+    frozen = cfg.method == "zero_shot" or cfg.setfit.body_epochs == 0  # the artifact references the base model
     meta = run_meta(
         cfg,
         labels,
@@ -104,10 +103,10 @@ def _finish(
         params,
         splits,
         kind="embedding",
-        base_fingerprint=zero_shot,
+        base_fingerprint=frozen,
     )
-    meta |= {"body": "base" if zero_shot else "artifact", "head": {"file": "head.safetensors", "pooling": "normalised"}}
-    artifact = EmbeddingArtifact(predictor.head, None if zero_shot else predictor.body)
+    meta |= {"body": "base" if frozen else "artifact", "head": {"file": "head.safetensors", "pooling": "normalised"}}
+    artifact = EmbeddingArtifact(predictor.head, None if frozen else predictor.body)
 
     def save(target: Path) -> None:
         save_artifact(artifact, None, meta, target)
@@ -133,7 +132,7 @@ def _train_stats(
         "best_epoch": stats["best_epoch"],
         "best_step": stats["steps"],
         "steps": stats["steps"],
-        **({"pairs": stats["pairs"]} if "pairs" in stats else {}),
+        **{key: stats[key] for key in ("pairs", "head_c") if key in stats},
         "stopped_early": False,
         "tokens_per_s": 0.0,  # not counted: sentence-transformers batches its own inputs
         "processes": 1,

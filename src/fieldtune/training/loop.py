@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..artifacts import replace_dir
 from ..config import TrainConfig
 from ..errors import UserError
-from .batching import LengthGroupedBatches, collate
+from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
 from .optim import build_optimizer, build_scheduler
 
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})  # selection metrics where smaller wins
@@ -68,10 +68,15 @@ class Loop:
 
     def run(self, resume: bool = False) -> LoopState:
         acc, cfg = self.accelerator, self.cfg
+        self.packed = cfg.packing and can_pack(self.model, self.features)
         self.sampler = LengthGroupedBatches(
-            [len(f["input_ids"]) for f in self.features], cfg.batch_size, group=cfg.group_by_length, seed=cfg.seed
+            [len(f["input_ids"]) for f in self.features],
+            cfg.batch_size,
+            group=cfg.group_by_length and not self.packed,
+            seed=cfg.seed,
         )
-        loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=partial(collate, pad_id=self.pad_id))
+        collate_fn = partial(collate_packed if self.packed else collate, pad_id=self.pad_id)
+        loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate_fn)
         optimizer = build_optimizer(self.model, cfg)
         total_steps = math.ceil(len(self.sampler) / cfg.grad_accum) * cfg.epochs  # single-process count
         scheduler = build_scheduler(optimizer, cfg, total_steps)
@@ -116,6 +121,7 @@ class Loop:
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
         state, acc = self.state, self.accelerator
+        real = batch.pop("num_real_tokens", None)  # packed batches: their mask is 4-D
         with acc.accumulate(self.model):
             loss = self._loss(batch)
             acc.backward(loss)
@@ -126,8 +132,8 @@ class Loop:
             self.optimizer.zero_grad(set_to_none=True)
         state.batch += 1
         state.step += int(acc.sync_gradients)
-        state.real_tokens += int(batch["attention_mask"].sum())
-        state.padded_tokens += batch["attention_mask"].numel()
+        state.real_tokens += int(real if real is not None else batch["attention_mask"].sum())
+        state.padded_tokens += batch["input_ids"].numel()
         self._loss_sum, self._loss_n = self._loss_sum + float(loss.detach()), self._loss_n + 1
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
