@@ -174,3 +174,33 @@ def test_lora_trains_adapter_only_reloads_and_merges(sentiment, tmp_path):
     merged = Predictor.load(merged_dir).predict_examples([predictor.task.from_text(t) for t in TEXTS])
     for a, m in zip(after, merged):
         assert max(a, key=a.get) == max(m, key=m.get) and all(abs(a[k] - m[k]) < 1e-3 for k in a)
+
+
+@pytest.mark.parametrize("method", ["ia3", "prompt_tuning"])
+def test_other_adapters_train_only_their_weights_and_reload(sentiment, tmp_path, method):
+    before = {}
+    real_save = classify.save_artifact
+
+    def spy(model, tokenizer, meta, target, extra=None):
+        before["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        before["peft"] = model.get_nb_trainable_parameters()[0]
+        before["probs"] = LLMClassifier(model, tokenizer, meta["labels"], meta["state"]).probabilities(TEXTS)
+        return real_save(model, tokenizer, meta, target, extra)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(classify, "save_artifact", spy)
+        result = fieldtune.train(config(sentiment, tmp_path, method, lr=1e-3), progress=False)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    assert 0 < before["trainable"] == before["peft"] == metrics["train"]["trainable_params"] < 1_000_000
+    assert metrics["train"]["total_params"] > 100_000_000 and metrics["train"]["steps"] == 2
+    assert (result.model_dir / "adapter_model.safetensors").stat().st_size < 4_000_000  # adapter only
+    predictor = Predictor.load(result.output_dir)
+    after = predictor.predict_examples([predictor.task.from_text(t) for t in TEXTS])
+    for b, a in zip(before["probs"], after, strict=True):
+        assert b.keys() == a.keys() and all(abs(b[k] - a[k]) < 1e-5 for k in b)
+
+
+def test_prefix_on_a_decoder_is_a_user_error_before_any_output(sentiment, tmp_path):
+    with pytest.raises(fieldtune.UserError, match="prefix") as err:
+        fieldtune.train(config(sentiment, tmp_path, "prefix"), progress=False)
+    assert "prompt_tuning" in err.value.hint and not (tmp_path / "prefix").exists()

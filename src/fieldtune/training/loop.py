@@ -146,6 +146,7 @@ class Loop:
         if labels is None or labels.dim() != 2 or labels.dtype != torch.long:
             return self.model(**batch).loss
         logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        logits = logits[:, -labels.shape[1] :]  # prompt tuning prepends virtual tokens: their outputs have no label
         total = torch.nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
         )
