@@ -111,7 +111,7 @@ def test_length_grouping_cuts_padding_and_is_reproducible():
     assert list(grouped) != first
 
 
-def _ner_features(tokenizer, n: int = 24) -> list[dict]:
+def _ner_features(tokenizer, n: int = 24) -> tuple[list[dict], int]:
     """Real NER features of the shipped WNUT-17 sample: sentences of many lengths."""
     from conftest import SAMPLES
 

@@ -394,16 +394,9 @@ class ChatPredictor:
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Greedy answers to user messages, ``{"generated_text": ...}`` each (one text -> one output)."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-        examples = [self.task.from_text(t) for t in batch]
-        outputs = [
-            self.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, self.predict_examples(examples))
-        ]
-        return outputs[0] if single else outputs
+        from ..predict import predict_texts
+
+        return predict_texts(self, texts, top_k)
 
     def predict_examples(self, examples: list[ChatExample]) -> list[str]:
         with self._lock:

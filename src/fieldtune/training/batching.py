@@ -56,8 +56,9 @@ def collate_packed(features: list[dict[str, Any]], pad_id: int, width: int = PAC
     for i in sorted(range(len(features)), key=lambda i: -lengths[i]):
         row = next((r for r, used in enumerate(fill) if used + lengths[i] <= width), None)
         if row is None:
-            rows.append([]), fill.append(0)
-            row = len(rows) - 1
+            row = len(rows)
+            rows.append([])
+            fill.append(0)
         rows[row].append(i)
         fill[row] += lengths[i]
     shape = (len(rows), max(fill))
