@@ -37,8 +37,9 @@ import httpx  # noqa: E402
 
 import fieldtune  # noqa: E402
 from fieldtune.config import DataConfig  # noqa: E402
-from fieldtune.monitoring.drift import check_drift, write_report  # noqa: E402
+from fieldtune.monitoring.drift import check_drift  # noqa: E402
 from fieldtune.monitoring.feedback import import_feedback  # noqa: E402
+from fieldtune.monitoring.report import write_report  # noqa: E402
 from fieldtune.monitoring.retrain import Policy, retrain  # noqa: E402
 from fieldtune.serving import create_app  # noqa: E402
 from fieldtune.store import Store  # noqa: E402

@@ -28,8 +28,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from fieldtune.config import PeftConfig  # noqa: E402
-from fieldtune.llm.model import load_causal_lm  # noqa: E402
 from fieldtune.methods import apply_method  # noqa: E402
+from fieldtune.models.causal_lm import load_causal_lm  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "lora_step.json"
 SAMPLE = Path(__file__).parents[1] / "src" / "fieldtune" / "samples" / "banking77" / "train.csv"

@@ -389,7 +389,7 @@ def environment() -> dict[str, Any]:
 
 def selected(spec: str) -> list[str]:
     """The contender names asked for; torch-bf16 is dropped where fieldtune lacks that backend."""
-    from fieldtune.export.runtime import BACKENDS
+    from fieldtune.predict.onnx_runtime import BACKENDS
 
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if bad := set(names) - set(CONTENDERS):

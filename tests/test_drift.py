@@ -26,11 +26,14 @@ from typer.testing import CliRunner
 import fieldtune
 from fieldtune.cli import app
 from fieldtune.errors import UserError
-from fieldtune.monitoring.drift import Thresholds, centroid_distance, check_drift, chi2_pvalue, mmd_test, psi
-from fieldtune.monitoring.reference import compute_reference, load_reference, oov_rate, words
-from fieldtune.serving.service import summarize
+from fieldtune.monitoring.drift import check_drift
+from fieldtune.monitoring.reference import compute_reference, load_reference
+from fieldtune.monitoring.stats import centroid_distance, chi2_pvalue, mmd_test, psi
+from fieldtune.monitoring.text_features import oov_rate, words
+from fieldtune.monitoring.thresholds import Thresholds
 from fieldtune.store import Store
 from fieldtune.store.registry import register_model
+from fieldtune.tasks import get_task
 
 INTENTS = ("card_arrival", "exchange_rate", "pin_blocked")
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)  # in-distribution traffic from here
@@ -145,7 +148,7 @@ def log_traffic(store: Store, predictor, version: str, texts: list[str], start: 
     """Rows as the server logs them (``ModelService._log_rows``), one second apart."""
     rows = []
     for i, (text, out) in enumerate(zip(texts, predictor.predict(texts))):
-        label, confidence = summarize(out)
+        label, confidence = get_task("classification").summarize(out)
         rows.append(
             {
                 "id": uuid.uuid4().hex,
@@ -295,9 +298,8 @@ def test_too_small_window_is_a_user_error(stores, model_run, predictor, texts, t
 
 
 def test_reference_is_cached_and_missing_data_is_a_clear_error(model_run, tmp_path, texts, monkeypatch):
-    from fieldtune.artifacts import read_meta
+    from fieldtune.artifacts import model_version, read_meta
     from fieldtune.monitoring import reference
-    from fieldtune.serving.model import model_version
 
     model_dir = model_run / "model"
     meta = read_meta(model_dir)
@@ -328,7 +330,7 @@ def test_reference_is_cached_and_missing_data_is_a_clear_error(model_run, tmp_pa
 
 
 def test_data_paths_relative_to_where_training_ran(tmp_path):
-    from fieldtune.monitoring.reference import _existing
+    from fieldtune.monitoring.reference_data import existing_data_file
 
     model_dir = tmp_path / "project" / "runs" / "intents" / "model"
     model_dir.mkdir(parents=True)
@@ -336,9 +338,9 @@ def test_data_paths_relative_to_where_training_ran(tmp_path):
     (tmp_path / "project" / "data").mkdir()
     (tmp_path / "project" / "data" / "train.csv").write_text("text,label\n")
     config = {"output": "runs/intents"}
-    assert _existing("data/train.csv", model_dir, config) == tmp_path / "project" / "data" / "train.csv"
-    assert _existing("data/missing.csv", model_dir, config) is None
-    assert _existing("data/train.csv", model_dir, {"output": "elsewhere/run"}) is None
+    assert existing_data_file("data/train.csv", model_dir, config) == tmp_path / "project" / "data" / "train.csv"
+    assert existing_data_file("data/missing.csv", model_dir, config) is None
+    assert existing_data_file("data/train.csv", model_dir, {"output": "elsewhere/run"}) is None
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import fieldtune
 from fieldtune.cli import app
 from fieldtune.errors import UserError
 from fieldtune.export import export_onnx, exporter, parity
-from fieldtune.predict import Predictor
+from fieldtune.predict import Predictor, PredictorProtocol, load_predictor
 
 TEXTS = {
     "classification": [
@@ -94,6 +94,12 @@ def test_onnx_backend_predicts_like_torch(exported):
         assert [o["label"] for o in onnx_out] == [o["label"] for o in torch_out]
         scores = [o["score"] for o in onnx_out]
         assert np.allclose(scores, [o["score"] for o in torch_out], atol=1e-5)
+
+
+def test_load_predictor_gives_the_encoder_predictor(cls_model):
+    predictor = load_predictor(cls_model, backend="torch")
+    assert type(predictor) is Predictor and isinstance(predictor, PredictorProtocol)
+    assert predictor.capabilities == frozenset() and predictor.backend == "torch" and predictor.batch_size == 32
 
 
 def test_torch_bf16_backend(cls_model):

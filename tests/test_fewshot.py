@@ -21,9 +21,9 @@ from fieldtune.cli import app
 from fieldtune.config import load_config
 from fieldtune.data.prepare import prepare_splits
 from fieldtune.errors import UserError
-from fieldtune.fewshot.predictor import EmbeddingPredictor
 from fieldtune.fewshot.setfit_train import FALLBACK_C, HEAD_CS, head_estimator, logistic_to_head
-from fieldtune.predict import Predictor
+from fieldtune.predict import Predictor, PredictorProtocol, load_predictor
+from fieldtune.predict.embedding import EmbeddingPredictor
 
 INTENTS = ("apple_pay_or_google_pay", "card_arrival", "exchange_rate", "pin_blocked")
 runner = CliRunner()
@@ -103,6 +103,8 @@ def test_zero_shot_beats_chance_and_writes_a_run(zero_shot):
 def test_zero_shot_reloads_to_identical_predictions(zero_shot):
     predictor = Predictor.load(zero_shot.output_dir)
     assert isinstance(predictor, EmbeddingPredictor) and predictor.backend == "torch"
+    assert isinstance(predictor, PredictorProtocol)
+    assert isinstance(load_predictor(zero_shot.model_dir), EmbeddingPredictor)
     assert predictor.evaluate(_test_examples(zero_shot)) == zero_shot.metrics["test"]
     texts = ["Can I add money with Google Pay?", "my PIN is blocked, help"]
     out = predictor.predict(texts, top_k=2)

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 
 import fieldtune
+from fieldtune.data.chat import encode_turn, prompt_ids
 from fieldtune.export import merge_adapter
 from fieldtune.llm import classify
 from fieldtune.llm.classify import LabelScorer, LLMClassifier, ShotSelector, answer_ids, conversation
-from fieldtune.llm.model import encode_turn, load_causal_lm, prompt_ids
-from fieldtune.predict import Predictor
+from fieldtune.models.causal_lm import load_causal_lm
+from fieldtune.predict import Predictor, PredictorProtocol, load_predictor
+from fieldtune.predict.llm_classifier import ClassifierPredictor
+from fieldtune.recipes import llm_classify as llm_classify_recipe
 
 POS = ["I love this, it's wonderful", "What a great day, I'm so happy", "Excellent service, highly recommended"]
 NEG = ["Terrible, I hate it", "This is awful and disappointing", "The worst experience of my life"]
@@ -130,7 +133,13 @@ def test_zero_shot_and_in_context_runs(sentiment, tmp_path):
         assert not list(result.model_dir.glob("*.safetensors"))  # no weights: the base model is referenced
         assert (result.model_dir / classify.POOL_FILE).is_file() == (method == "in_context")
         predictor = Predictor.load(result.output_dir)
+        assert isinstance(predictor, ClassifierPredictor) and isinstance(predictor, PredictorProtocol)
         assert predictor.evaluate(predictor_examples(sentiment))["accuracy"] == metrics["test"]["accuracy"]
+        if method == "in_context":  # the registry's loader, as the server calls it: bf16 is offered for LLMs
+            bf16 = load_predictor(result.output_dir, backend="torch-bf16")
+            assert bf16.backend == "torch-bf16" and bf16.capabilities == frozenset()
+            with pytest.raises(fieldtune.UserError, match="not available for a causal LM"):
+                load_predictor(result.output_dir, backend="onnx")
         if method == "zero_shot":  # in_context: the same Predictor path, 4 scorings per input (calibration)
             top = predictor.predict(TEXTS[:2], top_k=2)
             assert [t[0]["label"] for t in top] == ["positive", "negative"] and len(top[0]) == 2
@@ -145,7 +154,7 @@ def predictor_examples(folder):
 
 def test_lora_trains_adapter_only_reloads_and_merges(sentiment, tmp_path):
     before = {}
-    real_save = classify.save_artifact
+    real_save = llm_classify_recipe.save_artifact
 
     def spy(model, tokenizer, meta, target, extra=None):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -157,7 +166,7 @@ def test_lora_trains_adapter_only_reloads_and_merges(sentiment, tmp_path):
         return real_save(model, tokenizer, meta, target, extra)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(classify, "save_artifact", spy)
+        mp.setattr(llm_classify_recipe, "save_artifact", spy)
         result = fieldtune.train(config(sentiment, tmp_path, "lora", lr=1e-3), progress=False)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
     assert before["only_lora"] and before["trainable"] == before["peft"] == LORA_PARAMS
@@ -179,7 +188,7 @@ def test_lora_trains_adapter_only_reloads_and_merges(sentiment, tmp_path):
 @pytest.mark.parametrize("method", ["ia3", "prompt_tuning"])
 def test_other_adapters_train_only_their_weights_and_reload(sentiment, tmp_path, method):
     before = {}
-    real_save = classify.save_artifact
+    real_save = llm_classify_recipe.save_artifact
 
     def spy(model, tokenizer, meta, target, extra=None):
         before["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -188,7 +197,7 @@ def test_other_adapters_train_only_their_weights_and_reload(sentiment, tmp_path,
         return real_save(model, tokenizer, meta, target, extra)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(classify, "save_artifact", spy)
+        mp.setattr(llm_classify_recipe, "save_artifact", spy)
         result = fieldtune.train(config(sentiment, tmp_path, method, lr=1e-3), progress=False)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
     assert 0 < before["trainable"] == before["peft"] == metrics["train"]["trainable_params"] < 1_000_000

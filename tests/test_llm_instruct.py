@@ -14,12 +14,14 @@ import torch
 from conftest import run, serving
 
 import fieldtune
+from fieldtune.data.chat import IGNORE, encode_turn, render
 from fieldtune.data.examples import ChatExample
 from fieldtune.data.readers import read_examples
 from fieldtune.data.splits import stratified_split
 from fieldtune.errors import UserError
-from fieldtune.llm.instruct import ChatPredictor
-from fieldtune.llm.model import IGNORE, encode_turn, load_causal_lm, render
+from fieldtune.models.causal_lm import load_causal_lm
+from fieldtune.predict import CHAT, GENERATE, PredictorProtocol, load_predictor
+from fieldtune.predict.chat import ChatPredictor
 from fieldtune.serving import create_app
 
 SYSTEM = "Answer briefly."
@@ -158,6 +160,7 @@ def test_instruction_tuning_overfits_and_reloads(tuned):
 
     predictor = fieldtune.load(tuned)  # Predictor -> kind llm -> task causal_lm -> ChatPredictor
     assert isinstance(predictor, ChatPredictor) and predictor.labels == [] and predictor.task.name == "causal_lm"
+    assert isinstance(predictor, PredictorProtocol) and {CHAT, GENERATE} <= predictor.capabilities
     chats = [ChatExample((("system", SYSTEM), ("user", p)), r) for p, r in PAIRS]
     assert predictor.predict_examples(chats) == [r for _, r in PAIRS]  # the reloaded adapter answers the same
     text, reason, usage = predictor.chat(
@@ -170,7 +173,7 @@ def test_instruction_tuning_overfits_and_reloads(tuned):
 
 
 def test_chat_completions_over_asgi(tuned):
-    predictor = ChatPredictor.load(tuned)
+    predictor = load_predictor(tuned, batch_size=8)
     app = create_app(tuned, predictor=predictor)
     conversation = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PAIRS[1][0]}]
 

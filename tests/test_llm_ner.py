@@ -21,6 +21,8 @@ from fieldtune.llm.ner import (
     to_tags,
     word_spans,
 )
+from fieldtune.predict import PredictorProtocol
+from fieldtune.predict.llm_ner import NerPredictor
 
 TYPES = ["LOC", "ORG", "PER"]
 
@@ -110,6 +112,7 @@ def test_zero_shot_ner_run_and_predictor(ner_file, tmp_path):
     try:
         result = fieldtune.train(config, progress=False)
         predictor = fieldtune.load(result.output_dir)
+        assert isinstance(predictor, NerPredictor) and isinstance(predictor, PredictorProtocol)
         text = "Justin Bieber played in Toronto"
         entities = predictor.predict(text)
     finally:

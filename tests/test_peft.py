@@ -28,7 +28,7 @@ from fieldtune.predict import Predictor
 from fieldtune.tasks import get_task
 from fieldtune.zoo import resolve
 
-run_module = sys.modules["fieldtune.run"]
+run_module = sys.modules["fieldtune.recipes.encoder"]
 
 BASE = transformers.AutoConfig.from_pretrained(resolve("minilm"))
 LAYERS, HIDDEN, FFN = BASE.num_hidden_layers, BASE.hidden_size, BASE.intermediate_size  # 6, 384, 1536

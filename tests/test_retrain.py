@@ -160,7 +160,7 @@ def test_a_class_regression_must_be_beyond_chance():
     examples = [TextExample(f"t{i}", ("a" if i < 40 else "b",)) for i in range(80)]
     old = [True] * 80
     new = [i >= 8 for i in range(40)] + [i != 41 for i in range(40, 80)]  # a: 8 of 40 lost; b: 1 of 40
-    tests = _paired_tests("classification", examples, old, new)
+    tests = _paired_tests(examples, old, new)
     assert tests["a"]["lost"] == 8 and tests["a"]["won"] == 0 and tests["a"]["p_value"] < 0.01
     assert tests["b"]["lost"] == 1 and tests["b"]["p_value"] == 0.5  # one flip is chance
-    assert _paired_tests("ner", examples, None, None) == {}
+    assert _paired_tests(examples, None, None) == {}

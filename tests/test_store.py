@@ -15,7 +15,6 @@ from sqlalchemy import inspect
 
 import fieldtune
 from fieldtune.errors import UserError
-from fieldtune.monitoring.feedback import check_correction, from_example, to_example
 from fieldtune.store import Feedback, Prediction, Store
 from fieldtune.store.db import current_revision, head_revision
 from fieldtune.store.models import Base
@@ -166,47 +165,3 @@ def test_bad_database_urls_are_user_errors(tmp_path):
         Store("nonsense")
     with pytest.raises(UserError, match="cannot open the database"):
         Store("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
-
-
-# ---------------------------------------------------------------- feedback validation
-
-
-def test_classification_corrections_are_checked_against_the_labels():
-    labels = ["card_arrival", "pin_blocked"]
-    assert check_correction("classification", labels, "t", "pin_blocked") == "pin_blocked"
-    with pytest.raises(UserError, match="unknown label"):
-        check_correction("classification", labels, "t", "refund")
-    assert check_correction("classification", labels, "t", "refund", allow_new_labels=True) == "refund"
-    with pytest.raises(UserError, match="one label"):
-        check_correction("classification", labels, "t", ["a", "b"])
-    assert check_correction("multilabel", labels, "t", ["pin_blocked", "card_arrival"]) == labels
-    with pytest.raises(UserError, match="unknown label"):
-        check_correction("multilabel", labels, "t", ["pin_blocked", "x"])
-
-
-def test_ner_corrections_are_checked_and_become_tagged_sentences():
-    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    text = "Ada Lovelace visited  New York"
-    ents = [{"start": 22, "end": 30, "label": "LOC"}, {"start": 0, "end": 12, "label": "PER"}]
-    stored = check_correction("ner", tags, text, ents)
-    assert [e["label"] for e in stored] == ["PER", "LOC"]  # sorted by offset
-    ex = to_example("ner", text, stored)
-    assert ex.tokens == ("Ada", "Lovelace", "visited", "New", "York")
-    assert ex.tags == ("B-PER", "I-PER", "O", "B-LOC", "I-LOC")
-    back_text, back = from_example("ner", ex)
-    assert back_text == "Ada Lovelace visited New York"
-    assert [(back_text[e["start"] : e["end"]], e["label"]) for e in back] == [
-        ("Ada Lovelace", "PER"),
-        ("New York", "LOC"),
-    ]
-    for bad, message in [
-        ([{"start": 0, "end": 99, "label": "PER"}], "not inside the text"),
-        ([{"start": 0, "end": 5, "label": "ORG"}], "unknown type"),
-        ([{"start": 0, "end": 12, "label": "PER"}, {"start": 4, "end": 8, "label": "PER"}], "overlaps"),
-        ([{"start": 12, "end": 13, "label": "PER"}], "only whitespace"),
-        ([{"start": 0}], "needs start, end and label"),
-    ]:
-        with pytest.raises(UserError, match=message):
-            check_correction("ner", tags, text, bad)
-    with pytest.raises(UserError, match="needs the text"):
-        check_correction("ner", tags, None, [])

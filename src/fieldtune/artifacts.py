@@ -12,21 +12,15 @@ when the artifact loads, so an adapter never silently runs on other base weights
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import transformers
-
 from .errors import UserError
+from .utils.atomic import staged_dir
+from .utils.hashing import files_sha256, json_sha256
 from .zoo import resolve
 
 META = "fieldtune.json"
@@ -47,9 +41,7 @@ def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path
     """Write ``target`` (a folder) atomically, replacing an older one only once the new is complete.
     ``extra(folder)``, when given, writes further files of the artifact (e.g. an LLM's in-context examples)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with staged_dir(target) as tmp:
         if model is not None:  # None: nothing trained (zero-shot prompting): meta + tokenizer only
             model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel writes only adapter + head
         if is_peft_model(model):  # config.json: the architecture, labels and problem type to rebuild
@@ -61,24 +53,7 @@ def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path
         if extra is not None:
             extra(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Swap a complete ``staging`` folder in as ``target``; an older ``target`` goes only after.
-
-    A kill between the two renames leaves the previous version at ``.<target>.old``.
-    """
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)  # left by an earlier kill between the renames
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_model_dir(path: str | Path) -> Path:
@@ -98,29 +73,6 @@ def find_model_dir(path: str | Path) -> Path:
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / META).read_text(encoding="utf-8"))
-
-
-def load_artifact(path: str | Path, with_model: bool = True) -> Artifact:
-    """Load model + tokenizer + meta from a run or model folder (offline, local files only).
-
-    Args:
-        path: A run folder or its ``model/`` folder.
-        with_model: False skips the PyTorch weights (``Artifact.model`` is None then).
-    """
-    model_dir = find_model_dir(path)
-    meta = read_meta(model_dir)
-    from .tasks import get_task
-
-    model = None
-    if with_model:
-        auto = getattr(transformers, get_task(meta["task"]).auto_model)
-        if is_adapter_dir(model_dir):
-            model = _load_adapter(model_dir, meta, auto)
-        else:
-            model = auto.from_pretrained(model_dir, local_files_only=True)
-        model.eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    return Artifact(model_dir, model, tokenizer, meta)
 
 
 # ---------------------------------------------------------------- adapters (peft methods)
@@ -155,32 +107,21 @@ def weights_fingerprint(model_dir: Path) -> str | None:
     return files_sha256(model_dir, files) if files else None
 
 
-def files_sha256(root: Path, files: list[Path]) -> str:
-    """sha256 over ``files``' paths (relative to ``root``) and contents, in the order given."""
-    h = hashlib.sha256()
-    for path in files:
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+def base_model_path(model_dir: Path, meta: dict[str, Any]) -> str:
+    """Where the base model an artifact references is now (an adapter's base, or the unchanged model
+    of a prompting / zero-shot artifact): the folder recorded at training, else its name resolved
+    again (a bundled alias in another environment).
 
+    Args:
+        model_dir: The artifact folder (named in errors).
+        meta: Its ``fieldtune.json``, whose ``base_model`` is read.
 
-def _load_adapter(model_dir: Path, meta: dict[str, Any], auto: Any) -> Any:
-    """Base model (architecture and labels from the artifact's config.json) + the saved adapter
-    and head, through ``peft.PeftModel.from_pretrained``."""
-    from peft import PeftModel
+    Returns:
+        A local folder or hub id.
 
-    base = _base_model_path(model_dir, meta)
-    config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
-    with quiet_transformers():  # its report calls the head "newly initialized": the adapter brings it
-        model = auto.from_pretrained(base, config=config, local_files_only=True)
-        return PeftModel.from_pretrained(model, model_dir, is_trainable=False)
-
-
-def _base_model_path(model_dir: Path, meta: dict[str, Any]) -> str:
-    """Where the adapter's base model is now: the folder recorded at training, else its name
-    resolved again (a bundled alias in another environment); checked against the recorded sha256."""
+    Raises:
+        UserError: The base model can't be found, or its weights' sha256 differs from the recorded one.
+    """
     ref = meta.get("base_model") or {}
     name, resolved = ref.get("name"), ref.get("resolved")
     if resolved and Path(resolved).is_dir():
@@ -204,16 +145,35 @@ def _base_model_path(model_dir: Path, meta: dict[str, Any]) -> str:
     return path
 
 
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers' warnings off for a block, and the deprecation note peft triggers in it."""
-    from transformers.utils import logging as hf_logging
+# ---------------------------------------------------------------- checking an artifact, its version
 
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+
+def check_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(artifact folder, its fieldtune.json) or a :class:`UserError`: cheap, no weights loaded.
+
+    Checks that the folder is a fieldtune model whose ``fieldtune.json`` reads and names a task
+    and labels (whether this fieldtune knows the task is :func:`fieldtune.tasks.artifact_task`'s).
+    """
+    model_dir = find_model_dir(path)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
+        meta = read_meta(model_dir)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot read fieldtune.json: {e}",
+            path=model_dir,
+            hint="re-run `fieldtune train`; the artifact is damaged",
+        ) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list) or "task" not in meta:
+        raise UserError("fieldtune.json has no task/labels", path=model_dir, hint="re-run `fieldtune train`")
+    return model_dir, meta
+
+
+def model_version(meta: dict[str, Any]) -> str:
+    """First 12 hex of sha256 over fieldtune.json's ``created`` and ``data`` (the training data's
+    fingerprints): the same artifact always gets the same version, a retrained one a new one.
+    Artifacts without those fields hash their whole fieldtune.json."""
+    if "created" in meta or "data" in meta:
+        basis: Any = {"created": meta.get("created"), "data": meta.get("data")}
+    else:
+        basis = meta
+    return json_sha256(basis)[:12]

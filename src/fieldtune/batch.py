@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .data.readers import read_text
 from .errors import UserError
-from .predict import Predictor
+from .predict import PredictorProtocol, load_predictor
+from .utils.atomic import atomic_open
+from .utils.progress import progress_bar
 
 CHUNK = 256
 
@@ -21,7 +19,7 @@ CHUNK = 256
 def predict_texts(
     model: str | Path, texts: list[str], top_k: int | None = None, backend: str = "auto"
 ) -> Iterator[str]:
-    predictor = Predictor.load(model, backend=backend)
+    predictor = load_predictor(model, backend=backend)
     for text, pred in zip(texts, predictor.predict(list(texts), top_k=top_k)):
         yield json.dumps({"text": text, "prediction": pred}, ensure_ascii=False)
 
@@ -37,18 +35,22 @@ def predict_file(
 ) -> int:
     """Predict every line of ``path`` (.txt: one text per line; .jsonl: objects with ``text_key``)."""
     records = list(_read_inputs(Path(path), text_key))  # validate the whole file before any work
-    predictor = Predictor.load(model, backend=backend)
+    predictor = load_predictor(model, backend=backend)
     lines = _predict_lines(predictor, records, text_key, top_k)
     if output is None:
         for line in lines:
             print(line)
     else:
-        _write_atomic(Path(output), lines)
+        with atomic_open(Path(output)) as f:
+            for line in lines:
+                f.write(line + "\n")
     return len(records)
 
 
-def _predict_lines(predictor: Predictor, records: list[dict[str, Any]], key: str, top_k: int | None) -> Iterator[str]:
-    with tqdm(total=len(records), desc="predict", unit="text", disable=len(records) < CHUNK) as bar:
+def _predict_lines(
+    predictor: PredictorProtocol, records: list[dict[str, Any]], key: str, top_k: int | None
+) -> Iterator[str]:
+    with progress_bar(total=len(records), desc="predict", unit="text", disable=len(records) < CHUNK) as bar:
         for i in range(0, len(records), CHUNK):
             chunk = records[i : i + CHUNK]
             for record, pred in zip(chunk, predictor.predict([r[key] for r in chunk], top_k=top_k)):
@@ -78,16 +80,3 @@ def _read_inputs(path: Path, key: str) -> Iterator[dict[str, Any]]:
                 hint='each line is {"text": "..."} (or set --text-key)',
             )
         yield obj
-
-
-def _write_atomic(path: Path, lines: Iterator[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

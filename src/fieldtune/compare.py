@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .runs.record import folder_bytes
 
 COLUMNS = (
     ("run", "run"),
@@ -61,8 +62,8 @@ def load_row(run_dir: str | Path, metric: str = "accuracy") -> dict[str, Any]:
         "examples": scores.get("examples"),
         "train_s": train.get("train_s"),
         "trainable_params": train.get("trainable_params"),
-        "model_bytes": _folder_bytes(model_dir) if model_dir.is_dir() else None,
-        "model_mb": round(_folder_bytes(model_dir) / 1e6, 2) if model_dir.is_dir() else None,
+        "model_bytes": folder_bytes(model_dir) if model_dir.is_dir() else None,
+        "model_mb": round(folder_bytes(model_dir) / 1e6, 2) if model_dir.is_dir() else None,
         "ms_per_example": train.get("ms_per_example"),
         "baseline": (metrics.get("baseline") or {}).get(metric),
     }
@@ -75,10 +76,6 @@ def _config(run_dir: Path) -> dict[str, Any]:
             raw = read(path.read_text(encoding="utf-8")) or {}
             return raw.get("config", raw) if path.suffix == ".json" else raw
     return {}
-
-
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def compare_runs(

@@ -138,11 +138,6 @@ class PeftConfig(_Strict):
     )
 
 
-PEFT_METHODS = ("lora", "ia3", "prefix", "prompt_tuning")
-PROMPT_METHODS = ("zero_shot", "in_context")  # no weights change: the prompt (and the labels) do the work
-FEW_SHOT_METHODS = ("setfit",)
-
-
 class PromptConfig(_Strict):
     """How a causal LM is prompted (zero_shot, in_context, and classification as generation), and the label
     descriptions an encoder embeds for zero_shot."""
@@ -202,15 +197,11 @@ class RunConfig(_Strict):
         description="What to predict; causal_lm: instruction tuning of a decoder on prompt/response pairs."
     )
     model: str = Field("minilm", description="Bundled alias (see `fieldtune models`), local HF directory, or hub id.")
-    method: Literal[
-        "full", "freeze", "head", "lora", "ia3", "prefix", "prompt_tuning", "zero_shot", "in_context", "setfit"
-    ] = Field(
+    method: str = Field(
         "full",
-        description="full: all weights; freeze: embeddings + bottom layers frozen; head: linear probe; "
-        "lora / ia3 / prefix / prompt_tuning: a small peft adapter + the head train, the artifact stores only "
-        "those (settings under peft.*); zero_shot: no training (a causal LM scores the label words, an encoder "
-        "compares text and label embeddings); in_context: a causal LM prompted with similar training examples; "
-        "setfit: contrastive few-shot fine-tuning of an encoder (settings under setfit.*).",
+        description="How the model adapts: full, freeze, head, lora, ia3, prefix, prompt_tuning, zero_shot, "
+        "in_context, setfit (each method's tasks and settings: the methods table below, from the registry in "
+        "fieldtune.methods). Support for the task and model is checked before any data is read.",
     )
     freeze_layers: int = Field(
         2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always)."
@@ -228,11 +219,6 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if self.data.dev is None and self.data.train == self.data.test:
             raise ValueError("data.test is the same file as data.train; give a held-out test file")
-        if self.method == "prompt_tuning" and self.task == "ner":
-            raise ValueError(
-                "method prompt_tuning can't tag tokens: its virtual tokens shift every position of the output; "
-                "use method: lora or ia3 for ner"
-            )
         return self
 
     def selection_metric(self) -> str:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .predict import load
-from .run import train
+from .recipes import train
 
 CONFIGS = Path(__file__).parent / "configs"
 EXAMPLES = {

@@ -10,7 +10,7 @@ from .artifacts import find_model_dir
 from .config import DataConfig
 from .data.readers import read_examples
 from .data.splits import check_labels_seen
-from .predict import Predictor
+from .predict import load_predictor
 
 
 def evaluate_file(
@@ -21,7 +21,7 @@ def evaluate_file(
     ``backend`` (auto | torch | onnx) picks what runs the model; the metrics record which ran.
     """
     model_dir = find_model_dir(model)
-    predictor = Predictor.load(model_dir, backend=backend)
+    predictor = load_predictor(model_dir, backend=backend)
     settings = predictor.meta["config"]["data"] | {"train": str(data), "dev": None, "test": None, "limit": None}
     dataset = read_examples(data, predictor.meta["task"], DataConfig.model_validate(settings))
     check_labels_seen(predictor.task.gold_names(predictor.labels), dataset, "eval")

@@ -14,12 +14,12 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .utils.atomic import staged_dir
+from .utils.hf import quiet_transformers
 
 
 @dataclass(frozen=True)
@@ -106,36 +106,31 @@ def gguf_to_hf(gguf: Path) -> Path:
     """
     st = gguf.stat()
     target = cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
-    if (target / "config.json").is_file():
+    if _converted(target):
         return target
-    import transformers
+    import transformers  # here: seconds to import, and only a GGUF's first use needs it
 
-    from .artifacts import quiet_transformers
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        with quiet_transformers():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model.hf_quantizer = None  # dequantised already: save plain fp32 weights
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "fieldtune-source.json").write_text(
-            json.dumps({"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}), encoding="utf-8"
-        )
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first: use its copy
-            if not (target / "config.json").is_file():
-                raise
+    try:  # keep_existing: another process finished first: use its copy
+        with staged_dir(target, keep_existing=_converted) as tmp:
+            with quiet_transformers():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model.hf_quantizer = None  # dequantised already: save plain fp32 weights
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "fieldtune-source.json").write_text(
+                json.dumps({"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}), encoding="utf-8"
+            )
     except Exception as err:
         raise UserError(f"could not convert the GGUF model: {err}", path=gguf) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _converted(folder: Path) -> bool:
+    """Is ``folder`` a finished conversion? (Renamed into place complete, so config.json suffices.)"""
+    return (folder / "config.json").is_file()
 
 
 def model_kind(path: str) -> str:
@@ -163,9 +158,3 @@ def list_models() -> list[dict[str, str]]:
             where = f"not installed ({err.hint})"
         rows.append({"alias": name, "resolves_to": where, "description": alias.description})
     return rows
-
-
-def offline_env() -> None:
-    """Never reach for a hub unless the user opted in (HF_HUB_OFFLINE=0)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

@@ -57,12 +57,12 @@ class Dataset:
     def label_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for ex in self.examples:
-            for label in _labels_of(ex):
+            for label in labels_of(ex):
                 counts[label] = counts.get(label, 0) + 1
         return counts
 
 
-def _labels_of(ex: Example) -> tuple[str, ...]:
+def labels_of(ex: Example) -> tuple[str, ...]:
     if isinstance(ex, TextExample):
         return ex.labels
     if isinstance(ex, ChatExample):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import RunConfig
-from .examples import Dataset, Example, _labels_of
+from .examples import Dataset, Example, labels_of
 from .readers import read_examples
 from .splits import check_labels_seen, fingerprint, sample_shots, stratified_split
 
@@ -18,6 +18,11 @@ class Splits:
     test: list[Example] | None
     notes: list[str] = field(default_factory=list)
     fingerprints: dict[str, Any] = field(default_factory=dict)
+
+    def named(self) -> list[tuple[str, list[Example]]]:
+        """``(name, examples)`` of the splits that have examples: train, dev, test."""
+        pairs = (("train", self.train), ("dev", self.dev), ("test", self.test))
+        return [(name, examples) for name, examples in pairs if examples]
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test or [])}
@@ -45,7 +50,7 @@ def prepare_splits(cfg: RunConfig) -> Splits:
     if d.shots:
         examples, note = sample_shots(examples, d.shots, cfg.train.seed)
         notes.append(note)
-    seen = {label for ex in examples for label in _labels_of(ex)}
+    seen = {label for ex in examples for label in labels_of(ex)}
     check_labels_seen(seen, dev_ds, "dev")
     test_ds = None
     if d.test is not None:

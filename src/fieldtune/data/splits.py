@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
 
 from ..errors import UserError
-from .examples import Dataset, Example, _labels_of
+from ..utils.hashing import file_sha256
+from .examples import Dataset, Example, labels_of
 
 
 def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -18,7 +18,7 @@ def stratified_split(examples: list[Example], fraction: float, seed: int) -> tup
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
-        labels = _labels_of(ex)
+        labels = labels_of(ex)
         groups[min(labels) if labels else "<none>"].append(i)
     rng = random.Random(seed)
     dev_idx: set[int] = set()
@@ -41,7 +41,7 @@ def sample_shots(examples: list[Example], shots: int, seed: int) -> tuple[list[E
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
-        labels = _labels_of(ex)
+        labels = labels_of(ex)
         groups[min(labels) if labels else "<none>"].append(i)
     rng = random.Random(seed)
     keep: set[int] = set()
@@ -62,7 +62,7 @@ def check_labels_seen(train_labels: set[str], dataset: Dataset, split: str) -> N
     """A dev/test label that training never saw can't be predicted: say which, and where."""
     unseen: dict[str, int] = {}
     for ex in dataset.examples:
-        for label in _labels_of(ex):
+        for label in labels_of(ex):
             if label not in train_labels:
                 unseen.setdefault(label, ex.line)
     if unseen:
@@ -78,5 +78,4 @@ def fingerprint(path: Path | None) -> dict[str, object] | None:
     """sha256 and size of a data file, stored in the artifact so a model names its data."""
     if path is None:
         return None
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return {"path": str(path), "sha256": digest, "bytes": Path(path).stat().st_size}
+    return {"path": str(path), "sha256": file_sha256(path), "bytes": Path(path).stat().st_size}

@@ -1,10 +1,9 @@
 """``fieldtune export``: adapter merge and ONNX export (fp32 / dynamic int8), each behind a parity
-check; the ONNX backend.
+check (the ONNX backend that runs an export: :mod:`fieldtune.predict.onnx_runtime`).
 
 merge     LoRA / IA3 adapter -> standalone merged artifact (``--merge``)
 exporter  torch -> ONNX, int8 quantisation, atomic write of MODEL_DIR/onnx
 parity    sample inputs, label agreement and logit difference, the thresholds
-runtime   ONNX Runtime session + forward function used by ``Predictor(backend="onnx")``
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from ..errors import UserError
 from .exporter import export_onnx
 from .merge import merge_adapter
 from .parity import measure_parity
-from .runtime import onnx_forward_logits, resolve_backend
 
-__all__ = ["export_cli", "export_onnx", "measure_parity", "merge_adapter", "onnx_forward_logits", "resolve_backend"]
+__all__ = ["export_cli", "export_onnx", "measure_parity", "merge_adapter"]
 
 
 def export_cli(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,14 +17,16 @@ from typing import Any
 
 import torch
 import transformers
+from rich.table import Table
 
-from ..artifacts import find_model_dir, is_adapter_dir, read_meta, replace_dir
+from ..artifacts import find_model_dir, is_adapter_dir, read_meta
 from ..errors import UserError
 from ..inference import forward_logits
+from ..predict.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR, onnx_forward_logits, open_session
 from ..tasks import get_task
 from ..training.batching import collate
+from ..utils.atomic import staged_dir
 from . import parity
-from .runtime import FP32_FILE, INT8_FILE, ONNX_DIR, onnx_forward_logits, open_session
 
 OPSET = 17
 REPORT = "export.json"
@@ -57,14 +57,9 @@ def export_onnx(model_dir: str | Path, int8: bool = False, console: Any = None) 
     task = get_task(meta["task"])
     model, tokenizer = _load_for_export(model_dir, task.auto_model)
     features = parity.sample_features(task, tokenizer, meta["labels"], meta["max_length"])
-    staging = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.tmp-", dir=model_dir))
-    try:
+    with staged_dir(model_dir / ONNX_DIR) as staging:
         report = _build(model, features, tokenizer.pad_token_id, staging, int8, console)
         (staging / REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
-        replace_dir(staging, model_dir / ONNX_DIR)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return model_dir / ONNX_DIR
 
 
@@ -183,8 +178,6 @@ def _require(result: dict[str, Any], int8: bool) -> None:
 
 
 def _print_parity(console: Any, results: dict[str, dict[str, Any]]) -> None:
-    from rich.table import Table
-
     table = Table(
         "file",
         "agreement",

@@ -14,9 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import find_model_dir, is_adapter_dir, load_artifact, read_meta, save_artifact
+import torch
+from rich.table import Table
+
+from ..artifacts import find_model_dir, is_adapter_dir, read_meta, save_artifact
+from ..data.chat import prompt_ids
 from ..errors import UserError
 from ..inference import forward_logits
+from ..predict.loaders import load_artifact, load_llm_artifact
 from ..tasks import get_task
 from . import parity
 
@@ -104,9 +109,6 @@ def _merge_encoder(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dic
 def _merge_llm(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     """The same for a causal-LM adapter (any task): parity on the next-token logits after each sample text
     as a chat prompt, which every LLM task's predictions derive from."""
-    from ..llm.classify import load_llm_artifact
-    from ..llm.model import prompt_ids
-
     adapter, tokenizer = load_llm_artifact(model_dir, meta)
     merged = copy.deepcopy(adapter).merge_and_unload().eval()
     features = [{"input_ids": prompt_ids(tokenizer, [{"role": "user", "content": t}])} for t in parity.SAMPLE_TEXTS]
@@ -120,8 +122,6 @@ def _merge_llm(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dict[st
 
 
 def _next_token_logits(model: Any, features: list[dict[str, Any]], batch_size: int, pad_id: int) -> list[Any]:
-    import torch
-
     with torch.no_grad():
         return [model(input_ids=torch.tensor([f["input_ids"]])).logits[0, -1].float().numpy() for f in features]
 
@@ -138,8 +138,6 @@ def _check_target(target: Path, model_dir: Path) -> None:
 
 
 def _print_parity(console: Any, r: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(
         "model",
         "agreement",

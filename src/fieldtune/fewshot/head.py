@@ -67,19 +67,6 @@ class EmbeddingArtifact:
         self.head.save(Path(directory) / HEAD_FILE)
 
 
-def load_body(path: str | Path) -> Any:
-    """A SentenceTransformer on the CPU from local files (a plain HF encoder gets mean pooling)."""
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise UserError(
-            f"could not load sentence encoder {str(path)!r}: {str(err).splitlines()[0]}",
-            hint="use model: minilm or a local sentence-transformers / Hugging Face encoder folder",
-        ) from None
-
-
 def embed(body: Any, texts: list[str], batch_size: int = 32) -> np.ndarray:
     """L2-normalised sentence embeddings, (texts, dim) float32: dot products are cosine similarities."""
     if not texts:

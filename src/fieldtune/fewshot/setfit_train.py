@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..data.examples import Example
+from ..utils.progress import show_bars
 from ..zoo import resolve
 from .head import LinearHead, embed
 
@@ -59,7 +60,7 @@ def train_setfit(
             save_strategy="no",
             logging_strategy="no",
             report_to="none",
-            show_progress_bar=progress,
+            show_progress_bar=show_bars(progress),  # off a terminal its redraws would fill a log
         )
         trainer = Trainer(model=model, args=args, train_dataset=data)
         trainer.train()

@@ -21,27 +21,23 @@ log-score loses its log prior. Predictions are the softmax of the (calibrated) s
 from __future__ import annotations
 
 import copy
-import json
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..artifacts import _base_model_path, is_adapter_dir, is_peft_model, quiet_transformers, read_meta, save_artifact
-from ..config import PROMPT_METHODS, RunConfig
-from ..data.examples import TextExample
-from ..data.prepare import Splits, prepare_splits
+from ..artifacts import is_peft_model
+from ..config import RunConfig
+from ..data.chat import Message, encode_turn, prompt_ids
 from ..errors import UserError
-from ..tasks import get_task
-from .model import Message, encode_turn, load_causal_lm, prompt_ids
+from ..methods import get_method
+from ..models.embedder import load_sentence_encoder
+from ..training import setup
 
 DEFAULT_INSTRUCTION = "Classify the text into one of these categories: {labels}."
 CONTENT_FREE = ("N/A", "", "[MASK]")
 POOL_FILE = "examples.jsonl"  # in_context: the training examples the shots are chosen from
-TRAINED_METHODS = ("lora", "ia3", "prompt_tuning", "prefix", "full", "freeze")
 # Sum of the answer's log-probs, not the mean per token: on 40 queries of the shipped BANKING77 sample
 # (12 intents, zero-shot smollm2) sum scored 0.40 accuracy calibrated (0.325 raw), the mean 0.325 (0.15 raw).
 # Calibration already removes most of the length bias the mean would correct, and the mean over-rewards
@@ -73,7 +69,7 @@ def prompt_state(cfg: RunConfig, labels: list[str]) -> dict[str, Any]:
     """Everything the prompts depend on, saved in fieldtune.json's ``state`` so the Predictor rebuilds them."""
     words = label_words(cfg, labels)
     instruction = (cfg.prompt.instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(words))
-    calibrate = cfg.prompt.calibrate and cfg.method in PROMPT_METHODS  # trained models learn the label balance
+    calibrate = cfg.prompt.calibrate and not get_method(cfg.method).trains  # trained models learn the label balance
     return {
         "label_words": words,
         "instruction": instruction,
@@ -82,7 +78,7 @@ def prompt_state(cfg: RunConfig, labels: list[str]) -> dict[str, Any]:
         "normalise": NORMALISE,
         "shots_per_label": cfg.prompt.shots_per_label,
         "max_shots": cfg.prompt.max_shots if cfg.method == "in_context" else 0,
-        "attention": llm_attention(cfg),  # the Predictor loads the model with the same kernel: same numbers
+        "attention": setup.attention(cfg),  # the Predictor loads the model with the same kernel: same numbers
     }
 
 
@@ -258,13 +254,8 @@ class ShotSelector:
     most ``shots_per_label`` per label and ``max_shots`` in all, most similar first."""
 
     def __init__(self, pool: list[tuple[str, str]], shots_per_label: int, max_shots: int) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        from ..zoo import resolve
-
         self.pool, self.per_label, self.max_shots = pool, shots_per_label, max_shots
-        with quiet_transformers():
-            self.encoder = SentenceTransformer(resolve("minilm"), device="cpu")
+        self.encoder = load_sentence_encoder("minilm")
         self.embeddings = self._embed([text for text, _ in pool])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -353,220 +344,3 @@ class LLMClassifier:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-# ---------------------------------------------------------------- training / runs
-
-
-def train_classifier(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Any:
-    """Classification with a causal LM: prompting (zero_shot, in_context) or training to answer with the
-    label words; evaluates, and writes the run folder through :func:`fieldtune.run.write_run`."""
-    from ..run import _set_threads
-
-    started = time.perf_counter()
-    if cfg.method not in PROMPT_METHODS + TRAINED_METHODS:
-        raise UserError(
-            f"method {cfg.method} is not available for a causal LM",
-            hint="use zero_shot, in_context, lora, ia3, prompt_tuning, prefix, full or freeze "
-            "(head: the LM head is tied to the input embeddings)",
-        )
-    task = get_task("classification")
-    splits = prepare_splits(cfg)
-    labels = task.label_list(splits.train)
-    state = prompt_state(cfg, labels)
-    _set_threads(cfg)
-    lm = load_causal_lm(cfg.model, attention=llm_attention(cfg))
-    max_length = cfg.train.max_length or DEFAULT_MAX_LENGTH
-    if cfg.method in PROMPT_METHODS:
-        return _prompting(cfg, task, splits, labels, state, lm, max_length, started)
-    return _training(cfg, task, splits, labels, state, lm, max_length, started, resume, progress)
-
-
-def llm_attention(cfg: RunConfig) -> str:
-    """'auto': eager on CPU, sdpa on GPU (as for encoders). A LoRA step of smollm2 (batch 8 x 128, 2 cores
-    with AMX) takes 2.9 s eager vs 3.1 s sdpa under bf16 autocast (run.use_bf16 decides), 4.6 vs 4.4 s in
-    fp32; see bench/lora_step.py. The label scorer's custom attention mask works with both."""
-    if cfg.train.attention != "auto":
-        return cfg.train.attention
-    return "sdpa" if torch.cuda.is_available() else "eager"
-
-
-def _pool(cfg: RunConfig, splits: Splits) -> list[tuple[str, str]] | None:
-    return [(ex.text, ex.labels[0]) for ex in splits.train] if cfg.method == "in_context" else None
-
-
-def _prompting(cfg, task, splits, labels, state, lm, max_length, started) -> Any:
-    """zero_shot / in_context: no training; the artifact is meta + tokenizer (+ the shot pool)."""
-    from ..methods import count_parameters
-    from ..run import run_meta, start_output
-
-    start_output(cfg)
-    pool = _pool(cfg, splits)
-    clf = LLMClassifier(lm.model.eval(), lm.tokenizer, labels, state, pool, max_length)
-    if state["calibrate"]:
-        state["prior"] = clf.log_prior().tolist()
-    params = {"trainable": 0, "total": count_parameters(lm.model)["total"]}
-    metrics, test_preds = _evaluate(task, splits, labels, clf)
-    metrics["train"] = {
-        "wall_s": round(time.perf_counter() - started, 2),
-        "train_s": 0.0,
-        **{"steps": 0, "best_epoch": 0, "best_step": 0, "tokens_per_s": 0.0},  # nothing trained (report.md reads them)
-        "trainable_params": 0,
-        "total_params": params["total"],
-        "ms_per_example": metrics.pop("_ms_per_example"),
-        "precision": "fp32",
-        "attention": llm_attention(cfg),
-    }
-    meta = run_meta(cfg, labels, state, max_length, metrics, params, splits, kind="llm", base_fingerprint=True)
-    return _write(cfg, task, splits, labels, metrics, test_preds, [], params, meta, None, lm.tokenizer, pool)
-
-
-def _training(cfg, task, splits, labels, state, lm, max_length, started, resume, progress) -> Any:
-    """Classification as generation, trained by the shared :class:`~fieldtune.training.loop.Loop`."""
-    from accelerate.utils import set_seed
-
-    from ..methods import apply_method
-    from ..run import _accelerator, _append_log, _train_stats, run_meta, start_output
-    from ..training.loop import Loop
-
-    accelerator = _accelerator(cfg)
-    set_seed(cfg.train.seed)
-    lm.model.config.use_cache = False  # training builds no KV cache; the scorer asks for one explicitly
-    model, params = apply_method(lm.model, cfg.method, cfg.freeze_layers, cfg.peft)
-    words = dict(zip(labels, state["label_words"]))
-    features = [
-        encode_turn(lm.tokenizer, conversation(state, ex.text), words[ex.labels[0]], max_length) for ex in splits.train
-    ]
-    start_output(cfg)
-    out = cfg.output
-
-    def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
-        clf = LLMClassifier(m, lm.tokenizer, labels, state, None, max_length)
-        return task.metrics(splits.dev, clf.probabilities([ex.text for ex in splits.dev]), labels)
-
-    loop = Loop(
-        model,
-        features,
-        dev_metrics,
-        cfg.train,
-        cfg.selection_metric(),
-        accelerator,
-        lm.tokenizer.pad_token_id,
-        ckpt_dir=out / "checkpoints",
-        on_eval=lambda r: _append_log(out / "log.jsonl", r),
-        progress=progress,
-    )
-    loop_state = loop.run(resume=resume)
-    model = accelerator.unwrap_model(loop.model, keep_fp32_wrapper=False).eval()
-    clf = LLMClassifier(model, lm.tokenizer, labels, state, None, max_length)  # fp32, as the artifact predicts
-    metrics, test_preds = _evaluate(task, splits, labels, clf)
-    metrics["train"] = {
-        **_train_stats(cfg, loop_state, accelerator, params, started),
-        "attention": llm_attention(cfg),
-        "ms_per_example": metrics.pop("_ms_per_example"),
-        "wall_s": round(time.perf_counter() - started, 2),
-    }
-    meta = run_meta(cfg, labels, state, max_length, metrics, params, splits, kind="llm")
-    return _write(cfg, task, splits, labels, metrics, test_preds, loop_state.history, params, meta, model, lm.tokenizer)
-
-
-def _evaluate(task, splits: Splits, labels: list[str], clf: LLMClassifier) -> tuple[dict[str, Any], Any]:
-    """dev / test / baseline metrics as the encoder classification writes them, + inference ms per example."""
-    metrics: dict[str, Any] = {}
-    timed = splits.test or splits.dev
-    tick = time.perf_counter()
-    preds = {"dev": clf.probabilities([ex.text for ex in splits.dev])}
-    if splits.test:
-        tick = time.perf_counter()  # time the test set alone when there is one
-        preds["test"] = clf.probabilities([ex.text for ex in splits.test])
-    ms = 1000 * (time.perf_counter() - tick) / max(1, len(timed))
-    metrics["dev"] = task.metrics(splits.dev, preds["dev"], labels)
-    if splits.test:
-        metrics["test"] = task.metrics(splits.test, preds["test"], labels)
-    scored = splits.test or splits.dev
-    metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
-    metrics["_ms_per_example"] = round(ms, 1)
-    return metrics, preds.get("test")
-
-
-def _write(cfg, task, splits, labels, metrics, test_preds, history, params, meta, model, tokenizer, pool=None):
-    from ..run import write_run
-
-    def save(target: Path) -> Path:
-        return save_artifact(model, tokenizer, meta, target, extra=_pool_writer(pool))
-
-    return write_run(cfg, task, splits, labels, metrics, test_preds, history, params, meta, save)
-
-
-def _pool_writer(pool: list[tuple[str, str]] | None) -> Any:
-    if not pool:
-        return None
-
-    def write(folder: Path) -> None:
-        lines = [json.dumps({"text": text, "label": label}, ensure_ascii=False) for text, label in pool]
-        (folder / POOL_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    return write
-
-
-# ---------------------------------------------------------------- predictor
-
-
-class ClassifierPredictor:
-    """Predictions of a causal-LM classification artifact, same interface as the encoder Predictor."""
-
-    def __init__(self, clf: LLMClassifier, meta: dict[str, Any], batch_size: int, backend: str) -> None:
-        self.clf, self.meta, self.batch_size, self.backend = clf, meta, batch_size, backend
-        self.task = get_task("classification")
-        self.labels: list[str] = meta["labels"]
-        self.max_length: int = meta["max_length"]
-
-    @classmethod
-    def load(cls, model_dir: str | Path, batch_size: int = 32, backend: str = "auto") -> ClassifierPredictor:
-        """``backend``: auto / torch (fp32) or torch-bf16 (bf16 autocast); there is no ONNX export of an LLM."""
-        if backend not in ("auto", "torch", "torch-bf16"):
-            raise UserError(f"backend {backend} is not available for a causal LM", hint="use torch or torch-bf16")
-        model_dir = Path(model_dir)
-        meta = read_meta(model_dir)
-        model, tokenizer = load_llm_artifact(model_dir, meta)
-        pool = None
-        if (model_dir / POOL_FILE).is_file():
-            lines = (model_dir / POOL_FILE).read_text(encoding="utf-8").splitlines()
-            pool = [(r["text"], r["label"]) for r in map(json.loads, filter(None, lines))]
-        autocast = backend == "torch-bf16"
-        clf = LLMClassifier(model, tokenizer, meta["labels"], meta["state"], pool, meta["max_length"], autocast)
-        return cls(clf, meta, batch_size, "torch-bf16" if autocast else "torch")
-
-    def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
-        from ..predict import predict_texts
-
-        return predict_texts(self, texts, top_k)
-
-    def predict_examples(self, examples: list[TextExample]) -> list[dict[str, float]]:
-        return self.clf.probabilities([ex.text for ex in examples])
-
-    def evaluate(self, examples: list[TextExample]) -> dict[str, Any]:
-        return self.task.metrics(examples, self.predict_examples(examples), self.labels)
-
-
-def load_llm_artifact(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
-    """The model of an llm artifact: the base model (prompting, sha256 checked), base + adapter, or the
-    saved full weights; and the artifact's tokenizer."""
-    import transformers
-
-    from .model import prepare_tokenizer
-
-    weights = (model_dir / "model.safetensors").is_file() or any(model_dir.glob("model-*.safetensors"))
-    attention = meta.get("state", {}).get("attention", "sdpa")
-    if is_adapter_dir(model_dir) or not weights:
-        lm = load_causal_lm(_base_model_path(model_dir, meta), attention=attention)
-        model = lm.model
-        if is_adapter_dir(model_dir):
-            from peft import PeftModel
-
-            with quiet_transformers():
-                model = PeftModel.from_pretrained(model, model_dir, is_trainable=False)
-    else:
-        model = load_causal_lm(str(model_dir), attention=attention).model
-    tokenizer = prepare_tokenizer(transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
-    return model.eval(), tokenizer

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from pathlib import Path
 from typing import Any
 
-from ..artifacts import _base_model_path, find_model_dir, read_meta, save_artifact
-from ..config import RunConfig
+from ..data.chat import Message, prompt_ids
 from ..data.examples import TaggedSentence
-from ..data.prepare import prepare_splits
-from ..errors import UserError
 from ..evaluation import metrics as M
-from ..tasks import get_task
-from ..tasks.token_classification import _WORD
-from .instruct import NO_TRAINING, generate
-from .model import Message, load_causal_lm, prepare_tokenizer, prompt_ids
+from ..tasks.token_classification import WORD
+from .generation import generate
 
 # what the model is told each common type means; other types are named as they are
 TYPE_WORDS = {
@@ -47,7 +40,6 @@ INSTRUCTION = (
     "Find the named entities in the text. Entity types: {types}. Answer only with a JSON list of "
     'objects like {{"type": "TYPE", "text": "exact words from the text"}}; answer [] if there are none.'
 )
-METHODS = ("zero_shot", "in_context")
 
 
 # ---------------------------------------------------------------- parsing and mapping (pure)
@@ -81,7 +73,7 @@ def parse_entities(answer: str, types: list[str]) -> list[tuple[str, str]] | Non
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the words of raw text (the encoder NER task's word split)."""
-    return [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    return [(m.start(), m.end()) for m in WORD.finditer(text)]
 
 
 def joined(tokens: list[str] | tuple[str, ...]) -> tuple[str, list[tuple[int, int]]]:
@@ -207,110 +199,19 @@ class LLMTagger:
         return tags, counts
 
 
-# ---------------------------------------------------------------- the runner
+# ---------------------------------------------------------------- tagging sentences
 
 
-def run_ner(cfg: RunConfig, progress: bool = True) -> Any:
-    """Evaluate prompted NER on dev and test and write the run folder (the artifact: the prompt,
-    the tokenizer and a reference to the base model; no weights)."""
-    from ..run import run_meta, start_output, write_run
-
-    started = time.perf_counter()
-    if cfg.method not in METHODS:
-        raise UserError(
-            f"method {cfg.method} with a causal LM is not supported for ner",
-            hint="use method: zero_shot or in_context, or an encoder (model: minilm) to train a tagger",
-        )
-    task = get_task("ner")
-    splits = prepare_splits(cfg)
-    labels = task.label_list(splits.train)
-    types = sorted(task.gold_names(labels))
-    shots = min(cfg.prompt.max_shots, 3) if cfg.method == "in_context" else 0
-    prompt = build_prompt(types, pick_examples(splits.train, types, shots) if shots else [], cfg.prompt.label_words)
-    if cfg.prompt.instruction:
-        prompt["instruction"] = cfg.prompt.instruction.replace("{labels}", ", ".join(types))
-    lm = load_causal_lm(cfg.model)
-    start_output(cfg)
-    batch = min(cfg.train.eval_batch_size, 16)  # generation: small batches pad less
-    tagger = LLMTagger(lm.model, lm.tokenizer, prompt, cfg.prompt.max_new_tokens, batch)
-    metrics: dict[str, Any] = {}
-    test_preds, seconds, tagged = None, 0.0, 0
-    for name, examples in (("dev", splits.dev), ("test", splits.test)):
-        if not examples:
-            continue
-        tick = time.perf_counter()
-        metrics[name], preds = evaluate_tagger(tagger, examples)
-        seconds, tagged = seconds + time.perf_counter() - tick, tagged + len(examples)
-        if name == "test":
-            test_preds = [(tags, [1.0] * len(tags)) for tags in preds]
-    scored = splits.test or splits.dev
-    metrics["baseline"] = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
-    params = {"trainable": 0, "total": sum(p.numel() for p in lm.model.parameters())}
-    metrics["train"] = {
-        **NO_TRAINING,
-        "wall_s": round(time.perf_counter() - started, 2),
-        "trainable_params": 0,
-        "total_params": params["total"],
-        "ms_per_example": round(1000 * seconds / max(tagged, 1), 1),
-    }
-    state = {"prompt": prompt, "max_new_tokens": cfg.prompt.max_new_tokens}
-    max_length = lm.model.config.max_position_embeddings
-    meta = run_meta(cfg, labels, state, max_length, metrics, params, splits, kind="llm", base_fingerprint=True)
-    save = lambda target: save_artifact(None, lm.tokenizer, meta, target)  # noqa: E731
-    return write_run(cfg, task, splits, labels, metrics, test_preds, [], params, meta, save)
+def tag_sentences(tagger: LLMTagger, examples: list[TaggedSentence]) -> tuple[list[Any], dict[str, int]]:
+    """Predictions in the NER task's shape, ``(tags, confidences)`` per sentence (confidence 1.0: the
+    model's answer is parsed, not scored), and the counts of what went wrong."""
+    texts, spans = zip(*(joined(ex.tokens) for ex in examples))
+    tags, counts = tagger.tag(list(texts), list(spans))
+    return [(t, [1.0] * len(t)) for t in tags], {**counts, "sentences": len(examples)}
 
 
 def evaluate_tagger(tagger: LLMTagger, examples: list[TaggedSentence]) -> tuple[dict[str, Any], list[list[str]]]:
     """seqeval metrics plus the prompting failure counts, and the predicted tags."""
-    texts, spans = zip(*(joined(ex.tokens) for ex in examples))
-    preds, counts = tagger.tag(list(texts), list(spans))
-    scores = M.ner_metrics([list(ex.tags) for ex in examples], preds)
-    return {**scores, **counts, "sentences": len(examples)}, preds
-
-
-# ---------------------------------------------------------------- the Predictor
-
-
-class NerPredictor:
-    """A prompted-NER artifact, with the encoder NER Predictor's interface and output shape
-    (``[{"entity_group", "word", "start", "end", "score"}]``, character offsets; score 1.0)."""
-
-    def __init__(self, tagger: LLMTagger, meta: dict[str, Any], batch_size: int) -> None:
-        self.tagger, self.meta, self.batch_size = tagger, meta, batch_size
-        self.task = get_task("ner")
-        self.labels: list[str] = meta["labels"]
-        self.backend = "torch"
-
-    @classmethod
-    def load(cls, path: str | Path, batch_size: int = 8, backend: str = "auto") -> NerPredictor:
-        if backend not in ("auto", "torch"):
-            raise UserError(f"backend {backend!r} is not available for causal LMs", hint="use --backend torch")
-        import transformers
-
-        model_dir = find_model_dir(path)
-        meta = read_meta(model_dir)
-        model = load_causal_lm(_base_model_path(model_dir, meta)).model
-        tokenizer = prepare_tokenizer(transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
-        state = meta["state"]
-        return cls(LLMTagger(model, tokenizer, state["prompt"], state["max_new_tokens"], batch_size), meta, batch_size)
-
-    def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-        tags, _ = self.tagger.tag(batch, [word_spans(t) for t in batch])
-        outputs = [
-            self.task.to_output(t, self.task.from_text(t), (tg, [1.0] * len(tg)), top_k) for t, tg in zip(batch, tags)
-        ]
-        return outputs[0] if single else outputs
-
-    def predict_examples(self, examples: list[TaggedSentence]) -> list[Any]:
-        """(tags, confidences) per sentence, the encoder NER task's prediction shape."""
-        texts, spans = zip(*(joined(ex.tokens) for ex in examples))
-        tags, _ = self.tagger.tag(list(texts), list(spans))
-        return [(t, [1.0] * len(t)) for t in tags]
-
-    def evaluate(self, examples: list[TaggedSentence]) -> dict[str, Any]:
-        return evaluate_tagger(self.tagger, examples)[0]
+    preds, counts = tag_sentences(tagger, examples)
+    tags = [t for t, _ in preds]
+    return {**M.ner_metrics([list(ex.tags) for ex in examples], tags), **counts}, tags

@@ -1,50 +1,40 @@
 """The training reference of a model version: what its traffic should look like.
 
-Drift is measured against the model's own held-out data (the dev file, else the test file, else
-the split of train held out at training): the labels and confidences the model predicts on it
-(through ``summarize``, exactly as the server logs them), sentence embeddings of a sample of it,
-the vocabulary of the *training* texts and the held-out data's own rate of words unseen in
-training. It is computed once per version and cached as npz + json under
-``<cache>/<version>/`` — never beside the artifact, whose files are checksummed.
-
-Embeddings always come from the bundled ``minilm`` sentence encoder, whatever the served model
-is, so NER and classification models alike get an embedding check.
+Drift is measured against the model's own held-out data (:mod:`.reference_data` says which): the
+labels and confidences the model predicts on it (through its task's ``summarize``, exactly as the
+server logs them), sentence embeddings of a sample of it, the vocabulary of the *training* texts
+and the held-out data's own rate of words unseen in training. It is computed once per version and
+cached as npz + json under ``<cache>/<version>/`` — never beside the artifact, whose files are
+checksummed.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import json
-import os
-import random
-import re
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import make_url
 
+from ..artifacts import find_model_dir
 from ..errors import UserError
+from ..predict import load_predictor
+from ..tasks import get_task
+from ..utils.atomic import atomic_write_bytes
+from ..utils.hashing import file_sha256
+from .reference_data import REFERENCE_HINT, reference_texts
+from .text_features import EMBEDDER, embed, seeded_sample, words
 
 FORMAT = 1  # bump when the cached content changes meaning
-EMBEDDER = "minilm"
 MAX_TEXTS = 2000  # predicted over: enough for stable label shares, a minute at most on a CPU
 MAX_EMBEDDINGS = 500  # the MMD test's kernel is quadratic in the sample
-SEED = 0
 SMALL = 30  # fewer reference texts than this: said in the report
-NO_LABEL = "(none)"  # a multi-label prediction with no label
-WORD = re.compile(r"\w+")
-REFERENCE_HINT = (
-    "pass --reference FILE: texts like the training data (.txt with one text per line, or a labelled file "
-    "in the training format)"
-)
 
 
 @dataclass
@@ -82,88 +72,8 @@ class Reference:
         }
 
 
-# --- text features, shared with the window side -------------------------------------------------
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (``\\w+``): the unit of the unseen-vocabulary rate."""
-    return WORD.findall(text.lower())
-
-
-def oov_rate(texts: Iterable[str], vocab: frozenset[str] | set[str]) -> tuple[float, Counter]:
-    """(share of word tokens not in ``vocab``, counts of those words)."""
-    unseen: Counter = Counter()
-    total = 0
-    for text in texts:
-        tokens = words(text)
-        total += len(tokens)
-        unseen.update(w for w in tokens if w not in vocab)
-    return (sum(unseen.values()) / total if total else 0.0), unseen
-
-
-def label_items(task: str, label: str | None) -> list[str] | None:
-    """The labels one logged prediction counts for: its label (classification), each of its labels
-    (multilabel, ``(none)`` for none); None when it has none to count (NER)."""
-    if task == "ner" or label is None:
-        return None
-    if task == "multilabel":
-        return [x for x in label.split("|") if x] or [NO_LABEL]
-    return [label]
-
-
-def label_space(task: str, labels: list[str]) -> list[str]:
-    return [*labels, NO_LABEL] if task == "multilabel" else list(labels)
-
-
-@functools.lru_cache(maxsize=1)
-def _embedder() -> Any:
-    from .. import zoo
-
-    zoo.offline_env()
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(zoo.resolve(EMBEDDER), device="cpu")
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """L2-normalised sentence embeddings (float32, one row per text) from the bundled encoder."""
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    vectors = _embedder().encode(
-        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return np.asarray(vectors, dtype=np.float32)
-
-
-def seeded_sample(n: int, k: int, seed: int = SEED) -> list[int]:
-    """``k`` of ``range(n)`` in their original order, the same every time."""
-    if n <= k:
-        return list(range(n))
-    return sorted(random.Random(seed).sample(range(n), k))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary sibling and ``os.replace``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --- the reference ------------------------------------------------------------------------------
-
-
 def default_cache_dir(store_url: str | None) -> Path:
     """``.drift/`` beside a SQLite store's file, else ``runs/.drift``."""
-    from sqlalchemy.engine import make_url
-
     try:
         url = make_url(store_url) if store_url else None
     except Exception:  # noqa: BLE001 - a bad URL fails later, when the store opens
@@ -188,16 +98,18 @@ def load_reference(
     Args:
         model_dir: The artifact folder (its Predictor labels the reference texts).
         meta: Its ``fieldtune.json``.
+        version: The model version (the cache folder's name).
         cache_dir: Cache root; files go to ``cache_dir/<version>/``.
         reference_file: Texts to use instead of the model's held-out data.
         refresh: Recompute even when a cached reference exists.
+        backend: The Predictor backend that labels the reference texts.
     """
     key = "reference"
     if reference_file is not None:
         reference_file = Path(reference_file)
         if not reference_file.is_file():
             raise UserError("reference file not found", path=reference_file, hint=REFERENCE_HINT)
-        key += "-" + hashlib.sha256(reference_file.read_bytes()).hexdigest()[:12]
+        key += "-" + file_sha256(reference_file)[:12]
     folder = Path(cache_dir) / version
     if not refresh:
         cached = _read_cache(folder, key, version)
@@ -217,8 +129,8 @@ def compute_reference(
     backend: str = "auto",
 ) -> Reference:
     """Predict, embed and count words on the reference texts (see the module docstring)."""
-    task = meta["task"]
-    texts, source, train_texts, notes = _reference_texts(model_dir, meta, reference_file)
+    task = get_task(meta["task"])
+    texts, source, train_texts, notes = reference_texts(model_dir, meta, reference_file)
     texts = [t for t in texts if t.strip()]
     if len(texts) < 2:
         raise UserError(f"the reference ({source}) has {len(texts)} non-empty texts", hint=REFERENCE_HINT)
@@ -227,20 +139,14 @@ def compute_reference(
     if len(texts) > MAX_TEXTS:
         notes.append(f"a seeded sample of {MAX_TEXTS} of the {len(texts)} reference texts")
         texts = [texts[i] for i in seeded_sample(len(texts), MAX_TEXTS)]
-
-    from ..serving.model import load_predictor
-    from ..serving.service import summarize
-
-    predictor = load_predictor(find_artifact(model_dir), backend)
+    predictor = load_predictor(find_model_dir(model_dir), backend=backend)
     counts: Counter = Counter()
     confidences = []
     for output in predictor.predict(texts):
-        label, confidence = summarize(output)
-        counts.update(label_items(task, label) or [])
+        label, confidence = task.summarize(output)
+        counts.update(task.drift_labels(label) or [])
         if confidence is not None:
             confidences.append(confidence)
-    sample = [texts[i] for i in seeded_sample(len(texts), MAX_EMBEDDINGS)]
-
     if train_texts is None:
         vocab_texts, vocab_source = texts, f"{source} (no training texts: leave-one-out rate)"
     else:
@@ -248,25 +154,19 @@ def compute_reference(
     vocab, rate = _vocab_and_rate(vocab_texts, texts)
     return Reference(
         version=version,
-        task=task,
-        labels=label_space(task, list(meta["labels"])) if task != "ner" else [],
+        task=task.name,
+        labels=task.reference_labels(list(meta["labels"])),
         source=source,
         texts=len(texts),
         label_counts=dict(counts),
         confidences=np.asarray(confidences, dtype=np.float64),
-        embeddings=embed(sample),
+        embeddings=embed([texts[i] for i in seeded_sample(len(texts), MAX_EMBEDDINGS)]),
         vocab=frozenset(vocab),
         oov_rate=rate,
         vocab_source=vocab_source,
         notes=notes,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-
-
-def find_artifact(model_dir: Path) -> Path:
-    from ..artifacts import find_model_dir
-
-    return find_model_dir(model_dir)
 
 
 def _vocab_and_rate(train_texts: list[str], ref_texts: list[str]) -> tuple[set[str], float]:
@@ -287,115 +187,6 @@ def _vocab_and_rate(train_texts: list[str], ref_texts: list[str]) -> tuple[set[s
         total += len(tokens)
         unseen += sum(1 for w in tokens if df.get(w, 0) <= own)
     return set(df), (unseen / total if total else 0.0)
-
-
-# --- where the texts come from ------------------------------------------------------------------
-
-
-def _reference_texts(
-    model_dir: Path, meta: dict[str, Any], reference_file: Path | None
-) -> tuple[list[str], str, list[str] | None, list[str]]:
-    """(reference texts, their source, training texts or None, notes)."""
-    from ..data.readers import read_examples
-    from ..data.splits import stratified_split
-
-    config = meta.get("config") or {}
-    raw = dict(config.get("data") or {})
-    task = meta["task"]
-    notes: list[str] = []
-    if reference_file is not None:
-        texts = read_texts(reference_file, task, _data_config(raw))
-        train_path = _existing(raw.get("train"), model_dir, config)
-        train = None
-        if train_path is not None:
-            train = _texts(read_examples(train_path, task, _data_config(raw)).examples)
-            train = train[: raw["limit"]] if raw.get("limit") else train
-        else:
-            notes.append("training data not found: vocabulary taken from the reference file")
-        return texts, str(reference_file), train, notes
-
-    if not raw.get("train"):
-        raise UserError("the model's fieldtune.json names no training data", path=model_dir, hint=REFERENCE_HINT)
-    data = _data_config(raw)
-    paths = {name: _locate(name, raw.get(name), model_dir, config, meta) for name in ("train", "dev", "test")}
-    for name, path in paths.items():
-        if path is not None and _changed(path, meta, name):
-            notes.append(f"{name} file {path} changed since training")
-    examples = read_examples(paths["train"], task, data).examples
-    examples = examples[: data.limit] if data.limit else examples
-    if paths["dev"] is None:  # the model was selected on a split of train: recover it
-        seed = int((config.get("train") or {}).get("seed", 42))
-        examples, heldout = stratified_split(examples, data.dev_fraction, seed)
-    if paths["dev"] is not None:
-        texts, source = _texts(read_examples(paths["dev"], task, data).examples), f"dev {paths['dev']}"
-    elif paths["test"] is not None:
-        texts, source = _texts(read_examples(paths["test"], task, data).examples), f"test {paths['test']}"
-    else:
-        texts, source = _texts(heldout), f"held-out split of train {paths['train']}"
-    return texts, source, _texts(examples), notes
-
-
-def read_texts(path: Path, task: str, data: Any) -> list[str]:
-    """Texts of a reference file: ``.txt`` one per line (CoNLL for NER when it looks like it),
-    else a file in the training formats."""
-    from ..data.readers import read_examples, read_text
-
-    if path.suffix.lower() == ".txt":
-        content = read_text(path, data.encoding)
-        if task != "ner" or not _looks_like_conll(content):
-            return [line.strip() for line in content.splitlines() if line.strip()]
-    fmt = data.format if path.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json", ".ndjson") else "auto"
-    return _texts(read_examples(path, task, data.model_copy(update={"format": fmt})).examples)
-
-
-def _looks_like_conll(content: str) -> bool:
-    tag = re.compile(r"^(O|[BIES]-\S+)$")
-    lines = [line.split() for line in content.splitlines() if line.strip()]
-    return bool(lines) and all(len(f) >= 2 and (tag.match(f[-1]) or f[0] == "-DOCSTART-") for f in lines)
-
-
-def _texts(examples: list[Any]) -> list[str]:
-    return [ex.text if hasattr(ex, "text") else " ".join(ex.tokens) for ex in examples]
-
-
-def _data_config(raw: dict[str, Any]) -> Any:
-    from ..config import DataConfig
-
-    return DataConfig(**{k: v for k, v in raw.items() if k in DataConfig.model_fields})
-
-
-def _locate(name: str, value: Any, model_dir: Path, config: dict, meta: dict) -> Path | None:
-    """The data file of the run, or a UserError naming it when it is gone."""
-    if not value:
-        return None
-    found = _existing(value, model_dir, config)
-    if found is None:
-        raise UserError(
-            f"the model's {name} data is not here (needed for the drift reference)",
-            path=value,
-            hint=REFERENCE_HINT,
-        )
-    return found
-
-
-def _existing(value: Any, model_dir: Path, config: dict) -> Path | None:
-    """``value`` as given (absolute, or relative to the current folder), else relative to the folder
-    training ran in (recovered from the relative ``output`` the artifact sits in)."""
-    if not value:
-        return None
-    path = Path(value)
-    candidates = [path]
-    output = Path(str(config.get("output") or ""))
-    if not path.is_absolute() and output.parts and not output.is_absolute() and ".." not in output.parts:
-        run_dir = find_artifact(model_dir).resolve().parent  # the artifact is <output>/model
-        if run_dir.parts[-len(output.parts) :] == output.parts:
-            candidates.append(Path(*run_dir.parts[: -len(output.parts)]) / path)
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def _changed(path: Path, meta: dict, name: str) -> bool:
-    want = ((meta.get("data") or {}).get(name) or {}).get("sha256")
-    return bool(want) and hashlib.sha256(path.read_bytes()).hexdigest() != want
 
 
 # --- cache ----------------------------------------------------------------------------------------
@@ -435,7 +226,7 @@ def _write_cache(folder: Path, key: str, ref: Reference) -> None:
     stamp = uuid.uuid4().hex
     buf = io.BytesIO()
     np.savez_compressed(buf, stamp=np.array(stamp), confidences=ref.confidences, embeddings=ref.embeddings)
-    write_atomic(folder / f"{key}.npz", buf.getvalue())
+    atomic_write_bytes(folder / f"{key}.npz", buf.getvalue())
     info = {
         "format": FORMAT,
         "stamp": stamp,
@@ -452,4 +243,4 @@ def _write_cache(folder: Path, key: str, ref: Reference) -> None:
         "created": ref.created,
         "vocab": sorted(ref.vocab),
     }
-    write_atomic(folder / f"{key}.json", json.dumps(info, ensure_ascii=False).encode("utf-8"))
+    atomic_write_bytes(folder / f"{key}.json", json.dumps(info, ensure_ascii=False).encode("utf-8"))

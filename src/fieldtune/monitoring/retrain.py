@@ -30,13 +30,17 @@ from typing import Any
 
 from ..artifacts import find_model_dir, read_meta
 from ..config import DataConfig
-from ..data.examples import Example, TaggedSentence, TextExample, _labels_of
+from ..data.examples import Example, TaggedSentence, TextExample, labels_of
 from ..data.readers import read_examples
 from ..data.splits import stratified_split
 from ..errors import UserError
+from ..predict import load_predictor
+from ..recipes import train as train_run
 from ..store import Store
 from ..store.registry import promote, register_model, verify
-from .feedback import to_example
+from ..tasks import Task, get_task
+from ..utils.atomic import atomic_open
+from ..utils.hashing import file_sha256
 
 
 @dataclass
@@ -98,6 +102,7 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
     verify(champion, load=False)
     meta = read_meta(find_model_dir(champion.path))
     task, cfg = meta["task"], meta["config"]
+    t = get_task(task)
     data_cfg = DataConfig(**cfg["data"])
 
     feedback = _split_feedback(store, task, policy)
@@ -120,8 +125,8 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
     _check_frozen(frozen_path, (meta.get("data") or {}).get(frozen_split))
     frozen = _read(data_cfg, frozen_split, task)
     dev = _read(data_cfg, "dev", task) if data_cfg.dev else None
-    train_fb = [to_example(task, f.text, f.label) for f in feedback["train"]]
-    holdout_fb = [to_example(task, f.text, f.label) for f in feedback["holdout"]]
+    train_fb = [t.correction_example(f.text, f.label) for f in feedback["train"]]
+    holdout_fb = [t.correction_example(f.text, f.label) for f in feedback["holdout"]]
     if dev is not None:  # model selection must see the new data too (e.g. a new intent): a tenth of it
         train_fb, dev_fb = stratified_split(train_fb, 0.1, policy.seed)
         dev = dev + dev_fb
@@ -130,13 +135,13 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
 
     fingerprint = _fingerprint(train, dev, frozen, cfg, overrides)
     out = root / f"{champion.version}-{fingerprint[:10]}"
-    challenger_cfg = _challenger_config(cfg, out, task, train, dev, frozen)
+    challenger_cfg = _challenger_config(cfg, out, t, train, dev, frozen)
     challenger_dir = _train(challenger_cfg, out, overrides, progress)
     row, _ = register_model(store, challenger_dir, parent=champion.version, reason="retrained challenger")
     if row.stage in ("champion", "rejected", "archived"):  # a rerun after the decision was made
         return Outcome("skip", f"challenger {row.version} was already decided ({row.stage})", champion.version)
 
-    scores = _score(champion.path, challenger_dir, task, frozen, holdout_fb, policy)
+    scores = _score(champion.path, challenger_dir, t, frozen, holdout_fb)
     scores.update(
         feedback_max_id=max(f.id for f in feedback["all"]),
         feedback_train=len(train_fb),
@@ -144,7 +149,7 @@ def _retrain(store: Store, policy: Policy, root: Path, overrides: list[str], pro
         rehearsal=len(train) - len(train_fb) * policy.feedback_weight,
         policy=asdict(policy),
     )
-    outcome = _decide(store, task, champion.version, row.version, scores, policy)
+    outcome = _decide(store, t, champion.version, row.version, scores, policy)
     outcome.output = out
     (out / "decision.json").write_text(json.dumps(outcome.as_dict(), indent=2, default=str), encoding="utf-8")
     return outcome
@@ -165,8 +170,7 @@ def _check_frozen(path: Path, recorded: dict[str, Any] | None) -> None:
     """The holdout both models are judged on must be the very file the champion was tested on."""
     if not recorded or not Path(path).is_file():
         return
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if digest != recorded.get("sha256"):
+    if file_sha256(path) != recorded.get("sha256"):
         raise UserError(
             "the frozen holdout changed since the champion was trained (sha256 differs)",
             path=path,
@@ -209,7 +213,7 @@ def _rehearse(examples: list[Example], policy: Policy) -> list[Example]:
         return list(examples)
     groups: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
-        labels = _labels_of(ex)
+        labels = labels_of(ex)
         groups[min(labels) if labels else "<none>"].append(ex)
     rng, kept = random.Random(policy.seed), []
     for key in sorted(groups):
@@ -233,80 +237,60 @@ def _fields(ex: Example) -> tuple:
     return (ex.text, ex.labels) if isinstance(ex, TextExample) else (ex.tokens, ex.tags)
 
 
-def _write_jsonl(path: Path, examples: list[Example], single_label: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+def _write_jsonl(path: Path, examples: list[Example], task: Task) -> Path:
+    with atomic_open(path) as f:
         for ex in examples:
-            if isinstance(ex, TaggedSentence):
-                row = {"tokens": list(ex.tokens), "tags": list(ex.tags)}
-            else:
-                row = {"text": ex.text, "label": ex.labels[0] if single_label else list(ex.labels)}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+            f.write(json.dumps(task.training_row(ex), ensure_ascii=False) + "\n")
     return path.resolve()
 
 
-def _challenger_config(cfg, out: Path, task: str, train, dev, frozen) -> dict[str, Any]:
+def _challenger_config(cfg, out: Path, task: Task, train, dev, frozen) -> dict[str, Any]:
     """The champion's config with the challenger's data (all re-written as UTF-8 JSONL)."""
     data = out / "data"
     new = json.loads(json.dumps(cfg))
     new["output"] = str(out.resolve())
     d = new["data"]
     d.update(format="jsonl", encoding="utf-8", limit=None, text_column="text", label_column="label")
-    single = task == "classification"  # one label per text: a string, not a list
-    d["train"] = str(_write_jsonl(data / "train.jsonl", train, single))
-    d["dev"] = str(_write_jsonl(data / "dev.jsonl", dev, single)) if dev is not None else None
-    d["test"] = str(_write_jsonl(data / "holdout.jsonl", frozen, single))
+    d["train"] = str(_write_jsonl(data / "train.jsonl", train, task))
+    d["dev"] = str(_write_jsonl(data / "dev.jsonl", dev, task)) if dev is not None else None
+    d["test"] = str(_write_jsonl(data / "holdout.jsonl", frozen, task))
     return new
 
 
 def _train(cfg: dict[str, Any], out: Path, overrides: list[str], progress: bool) -> Path:
     """Train the challenger, resuming an interrupted run of the same data; skip if already complete."""
-    from ..run import train
-
     model = out / "model"
     if (model / "fieldtune.json").is_file() and (out / "metrics.json").is_file():
         return model
     resume = (out / "checkpoints" / "last").is_dir() or (out / "checkpoints" / ".last.old").is_dir()
-    return train(cfg, overrides, resume=resume, progress=progress).model_dir
+    return train_run(cfg, overrides, resume=resume, progress=progress).model_dir
 
 
-def _score(champion_dir, challenger_dir, task, frozen, holdout_fb, policy: Policy) -> dict[str, Any]:
+def _score(champion_dir, challenger_dir, task: Task, frozen, holdout_fb) -> dict[str, Any]:
     """Both models' metrics on the frozen holdout and on the feedback holdout."""
-    from ..predict import Predictor
-    from ..tasks import get_task
-
-    t = get_task(task)
     out: dict[str, Any] = {}
     right: dict[str, list[bool] | None] = {}
     for name, path in (("champion", champion_dir), ("challenger", challenger_dir)):
-        p = Predictor.load(path, backend="torch")
-        labels = sorted(set(p.labels) | {x for ex in frozen + holdout_fb for x in _labels_of(ex)})
-        metric_labels = _metric_labels(t, p.labels, labels)
+        p = load_predictor(path, backend="torch")
+        # every label seen scores (a new intent among them); NER metrics read tags and ignore this list
+        labels = sorted(set(p.labels) | {x for ex in frozen + holdout_fb for x in labels_of(ex)})
         predictions = p.predict_examples(_unlabelled(frozen))
-        row = {"frozen": t.metrics(frozen, predictions, metric_labels)}
+        row = {"frozen": task.metrics(frozen, predictions, labels)}
         right[name] = _correct(task, frozen, predictions)
         if holdout_fb:
-            row["feedback"] = t.metrics(holdout_fb, p.predict_examples(_unlabelled(holdout_fb)), metric_labels)
+            row["feedback"] = task.metrics(holdout_fb, p.predict_examples(_unlabelled(holdout_fb)), labels)
         out[name] = row
-    out["paired"] = _paired_tests(task, frozen, right["champion"], right["challenger"])
+    out["paired"] = _paired_tests(frozen, right["champion"], right["challenger"])
     return out
 
 
-def _correct(task: str, examples: list[Example], predictions: list[Any]) -> list[bool] | None:
+def _correct(task: Task, examples: list[Example], predictions: list[Any]) -> list[bool] | None:
     """Per example: did the model get it exactly right? (None for NER: errors are per entity.)"""
-    if task == "classification":
-        return [ex.labels[0] == max(p, key=p.get) for ex, p in zip(examples, predictions)]
-    if task == "multilabel":
-        return [
-            set(ex.labels) == {k for k, v in p["scores"].items() if v >= p["threshold"]}
-            for ex, p in zip(examples, predictions)
-        ]
-    return None
+    verdicts = [task.is_correct(ex, p) for ex, p in zip(examples, predictions)]
+    return None if None in verdicts else verdicts
 
 
-def _paired_tests(task: str, examples: list[Example], old: list[bool] | None, new: list[bool] | None) -> dict:
+def _paired_tests(examples: list[Example], old: list[bool] | None, new: list[bool] | None) -> dict:
     """Per class, on the frozen holdout's examples of that class: how many the champion got right and
     the challenger wrong (``lost``) and the reverse (``won``), and the one-sided exact McNemar p-value
     that the challenger is worse. A per-class F1 drop counts as a regression only when this test
@@ -316,8 +300,8 @@ def _paired_tests(task: str, examples: list[Example], old: list[bool] | None, ne
     if old is None or new is None:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for label in sorted({x for ex in examples for x in _labels_of(ex)}):
-        idx = [i for i, ex in enumerate(examples) if label in _labels_of(ex)]
+    for label in sorted({x for ex in examples for x in labels_of(ex)}):
+        idx = [i for i, ex in enumerate(examples) if label in labels_of(ex)]
         lost = sum(old[i] and not new[i] for i in idx)
         won = sum(new[i] and not old[i] for i in idx)
         p = binomtest(lost, lost + won, 0.5, alternative="greater").pvalue if lost + won else 1.0
@@ -333,22 +317,17 @@ def _unlabelled(examples: list[Example]) -> list[Example]:
     ]
 
 
-def _metric_labels(task, model_labels: list[str], union: list[str]) -> list[str]:
-    """NER metrics read tags, not a label list; classification scores over every label seen."""
-    return model_labels if task.name == "ner" else union
-
-
-def _headline(metrics: dict[str, Any], task: str) -> float:
-    from ..tasks import get_task
-
-    return float(metrics[get_task(task).default_metric])
+def _headline(metrics: dict[str, Any], task: Task) -> float:
+    return float(metrics[task.default_metric])
 
 
 def _per_class(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return metrics.get("per_class") or metrics.get("per_type") or {}
 
 
-def _decide(store: Store, task: str, champion: str, challenger: str, scores: dict[str, Any], policy: Policy) -> Outcome:
+def _decide(
+    store: Store, task: Task, champion: str, challenger: str, scores: dict[str, Any], policy: Policy
+) -> Outcome:
     summary: dict[str, Any] = {}
     for name in ("champion", "challenger"):
         parts = {k: _headline(v, task) for k, v in scores[name].items()}

@@ -1,7 +1,8 @@
 """HTTP serving: ``fieldtune serve runs/banking77``, or ``create_app(model_dir)`` for any
 ASGI server.
 
-Modules: ``app`` (FastAPI factory and routes), ``service`` (model loading, draining),
+Modules: ``app`` (FastAPI factory), ``routes`` and ``chat`` (the routes), ``model`` (checking the
+model folder), ``service`` (model loading, draining, prediction logging, hot reload),
 ``batcher`` (micro-batching), ``schemas`` (request/response bodies), ``limits`` (size limits, text
 clean-up), ``errors`` (the JSON error shape), ``metrics`` (Prometheus), ``settings`` (env vars).
 """
@@ -12,9 +13,12 @@ import os
 import socket
 from pathlib import Path
 
+import uvicorn
+
 from ..errors import UserError
-from .app import create_app
-from .model import check_model_dir
+from ..store import DB_URL_ENV, Store
+from .app import STORE_ENV, champion_dir, create_app
+from .model import check_served_model
 from .settings import BACKEND_ENV, MODEL_DIR_ENV, graceful_seconds, limits_from_env, log_inputs_from_env
 
 __all__ = ["create_app", "serve_cli"]
@@ -38,18 +42,12 @@ def serve_cli(
     backend, the database, the limit variables and the port — each failure is a
     :class:`UserError` (exit code 2 in the CLI).
     """
-    import uvicorn
-
     store = None
     if use_store or model is None:
-        from ..store import DB_URL_ENV, Store
-
         if db:
             os.environ[DB_URL_ENV] = db  # workers open the same database
         store = Store(db)
-    from .app import STORE_ENV, _champion_dir
-
-    model_dir, _ = check_model_dir(model if model is not None else _champion_dir(store), backend)
+    model_dir, _ = check_served_model(model if model is not None else champion_dir(store), backend)
     limits = limits_from_env()
     log_inputs = log_inputs_from_env()
     grace = graceful_seconds()

@@ -19,6 +19,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+def clean_text(text: str) -> str:
+    """Control characters as spaces, lone surrogates as U+FFFD: every character keeps its offset."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+
+
 def clean_texts(inputs: str | list[str], max_inputs: int, max_chars: int) -> list[str]:
     """The request's texts, checked against the limits and made safe for the tokenizer."""
     texts = [inputs] if isinstance(inputs, str) else list(inputs)
@@ -39,7 +44,7 @@ def clean_texts(inputs: str | list[str], max_inputs: int, max_chars: int) -> lis
                 f"inputs[{i}] has {len(text)} characters, over the limit of {max_chars}",
                 f"shorten or split texts to at most {max_chars} characters, or raise FIELDTUNE_MAX_CHARS on the server",
             )
-        text = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+        text = clean_text(text)
         if not text.strip():
             raise ApiError(
                 422,

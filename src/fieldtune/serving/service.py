@@ -16,12 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import model_version
 from ..errors import UserError
-from ..store.store import text_hash
+from ..predict import load_predictor
+from ..store.registry import verify
+from ..tasks import Task, get_task
+from ..utils.hashing import text_sha256
 from .batcher import BatcherClosed, MicroBatcher
 from .errors import ApiError
 from .metrics import ServingMetrics
-from .model import check_model_dir, load_predictor, model_version
+from .model import check_served_model
 from .recorder import PredictionRecorder
 
 log = logging.getLogger("fieldtune.serving")
@@ -51,6 +55,11 @@ class Served:
     meta: dict[str, Any]
     version: str
     predictor: Any = None
+
+    @property
+    def task(self) -> Task:
+        """The model's task: it summarises the outputs for the prediction log."""
+        return get_task(self.meta["task"])
 
 
 LOG_INPUTS = ("text", "hash", "off")
@@ -153,15 +162,16 @@ class ModelService:
 
     def _load_and_warm(self, model_dir: Path) -> Any:
         threads = max(1, (os.cpu_count() or 1) // self.limits.inference_threads)  # no oversubscription
-        predictor = load_predictor(model_dir, self.backend, threads)
+        predictor = load_predictor(model_dir, backend=self.backend, threads=threads)
         predictor.predict(["warm up"])  # first-call costs (allocations, kernels) off the first request
         return predictor
 
     def _predict(self, texts: list[str], top_k: int | None) -> list[Any]:
-        """Runs in the inference thread (the batcher's). Each output carries the version that
-        made it: a hot reload between two batches is visible per prediction."""
+        """Runs in the inference thread (the batcher's). Each output carries the served model that
+        made it (its version, and its task to summarise it): a hot reload between two batches is
+        visible per prediction."""
         served = self.current
-        return [(served.version, out) for out in served.predictor.predict(texts, top_k=top_k)]
+        return [(served, out) for out in served.predictor.predict(texts, top_k=top_k)]
 
     async def predict(self, texts: list[str], top_k: int | None) -> tuple[str, list[Any], list[str]]:
         """(model version, outputs, prediction ids) for ``texts``, through the batcher; 503 while
@@ -186,20 +196,20 @@ class ModelService:
         outputs = [out for _, out in tagged]
         if self.recorder is not None:
             self.recorder.add(self._log_rows(ids, texts, tagged, latency_ms))
-        return tagged[0][0], outputs, ids
+        return tagged[0][0].version, outputs, ids
 
     def _log_rows(self, ids: list[str], texts: list[str], tagged: list[Any], latency_ms: float) -> list[dict]:
         now = datetime.now(timezone.utc)
         rows = []
-        for pid, text, (version, out) in zip(ids, texts, tagged):
-            label, confidence = summarize(out)
+        for pid, text, (served, out) in zip(ids, texts, tagged):
+            label, confidence = served.task.summarize(out)
             rows.append(
                 {
                     "id": pid,
-                    "model_version": version,
+                    "model_version": served.version,
                     "created_at": now,
                     "text": text if self.log_inputs == "text" else None,
-                    "text_hash": text_hash(text),
+                    "text_hash": text_sha256(text),
                     "output": out,
                     "label": label,
                     "confidence": confidence,
@@ -229,10 +239,8 @@ class ModelService:
         if champion is None or champion.version == self.version or champion.version in self._failed_versions:
             return False
         try:
-            from ..store.registry import verify
-
             await asyncio.to_thread(verify, champion, load=False)
-            model_dir, meta = check_model_dir(champion.path, self.backend)
+            model_dir, meta = check_served_model(champion.path, self.backend)
             predictor = await asyncio.to_thread(self._load_and_warm, model_dir)
         except Exception as e:  # noqa: BLE001 - a bad champion is never served
             self._failed_versions.add(champion.version)
@@ -261,20 +269,3 @@ class ModelService:
             "retry in a few seconds (GET /ready)",
             headers={"Retry-After": "2"},
         )
-
-
-def summarize(output: Any) -> tuple[str | None, float | None]:
-    """(label, confidence) of one output, for quick drift queries: the top label of a
-    classification, the labels of a multi-label prediction, or None and the least confident
-    entity's score for NER."""
-    if isinstance(output, dict) and "label" in output:
-        return str(output["label"]), float(output["score"])
-    if isinstance(output, dict) and "labels" in output:
-        scores = [s["score"] for s in output.get("scores", [])]
-        return "|".join(output["labels"]), (max(scores) if scores else None)
-    if isinstance(output, list) and output and "label" in output[0]:  # top-k list
-        return str(output[0]["label"]), float(output[0]["score"])
-    if isinstance(output, list):  # NER entities
-        scores = [e["score"] for e in output if "score" in e]
-        return None, (min(scores) if scores else None)
-    return None, None

@@ -7,6 +7,6 @@ writes), ``registry`` (registering artifacts, checked promotion and rollback).
 
 from .db import DB_URL_ENV, database_url
 from .models import Decision, Feedback, ModelVersion, Prediction
-from .store import Store, text_hash
+from .store import Store
 
-__all__ = ["DB_URL_ENV", "Decision", "Feedback", "ModelVersion", "Prediction", "Store", "database_url", "text_hash"]
+__all__ = ["DB_URL_ENV", "Decision", "Feedback", "ModelVersion", "Prediction", "Store", "database_url"]

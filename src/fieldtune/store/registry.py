@@ -7,13 +7,14 @@ corrupted, missing or half-written challenger therefore never becomes the champi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import files_sha256
+from ..artifacts import check_model_dir, model_version
 from ..errors import UserError
+from ..predict import load_predictor
+from ..tasks import artifact_task
+from ..utils.hashing import files_sha256, json_sha256
 from .models import ModelVersion
 from .store import Store
 
@@ -27,10 +28,10 @@ def artifact_checksum(model_dir: Path) -> str:
 
 
 def describe_artifact(path: str | Path) -> tuple[Path, dict[str, Any], str]:
-    """(model folder, its fieldtune.json, its version) or a UserError."""
-    from ..serving.model import check_model_dir, model_version
-
+    """(model folder, its fieldtune.json, its version) or a UserError (not a model, damaged, or
+    of a task this fieldtune doesn't know)."""
     model_dir, meta = check_model_dir(path)
+    artifact_task(meta, model_dir)
     return model_dir.resolve(), meta, model_version(meta)
 
 
@@ -39,7 +40,7 @@ def register_model(
 ) -> tuple[ModelVersion, bool]:
     """Add an artifact as a challenger; (row, created). Registering it again changes nothing."""
     model_dir, meta, version = describe_artifact(path)
-    fingerprint = hashlib.sha256(json.dumps(meta.get("data"), sort_keys=True, default=str).encode()).hexdigest()
+    fingerprint = json_sha256(meta.get("data"))
     metrics = {split: _headline(meta.get("metrics", {}).get(split)) for split in ("dev", "test")}
     row = {
         "version": version,
@@ -71,10 +72,8 @@ def verify(row: ModelVersion, *, load: bool = True) -> None:
             hint="the artifact is corrupted or was overwritten; retrain or re-register it",
         )
     if load:
-        from ..predict import Predictor
-
         try:
-            Predictor.load(model_dir, backend="torch").predict(["a quick check"])
+            load_predictor(model_dir, backend="torch").predict(["a quick check"])
         except Exception as e:  # noqa: BLE001 - any failure to load or predict blocks the promotion
             raise UserError(f"model {row.version} does not load: {e}", path=path) from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -11,12 +10,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
+from ..utils.hashing import text_sha256
 from .db import database_url, make_engine, migrate, safe_url
 from .models import STAGES, Decision, Feedback, ModelVersion, Prediction, utcnow
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Store:
@@ -89,7 +85,7 @@ class Store:
                     prediction_id=row.get("prediction_id"),
                     model_version=row.get("model_version"),
                     text=row.get("text"),
-                    text_hash=row.get("text_hash") or text_hash(row.get("text") or ""),
+                    text_hash=row.get("text_hash") or text_sha256(row.get("text") or ""),
                     label=row["label"],
                     source=row.get("source") or "api",
                     status="accepted",

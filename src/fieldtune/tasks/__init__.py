@@ -1,32 +1,12 @@
-"""Tasks register themselves here by name; the loop, predictor and server never switch on names."""
+"""Tasks: what a kind of prediction is (encoding, head, decoding, loss, metrics, and what serving,
+feedback, drift and retraining need of its outputs and corrections). Each task module registers
+its class in :mod:`.registry`; the loop, predictors and server never switch on task names.
+"""
 
 from __future__ import annotations
 
+from . import causal_lm, classification, token_classification  # noqa: F401  (imported: they register)
 from .base import Task
+from .registry import artifact_task, get_task, register, task_names
 
-_REGISTRY: dict[str, type[Task]] = {}
-
-
-def register(cls: type[Task]) -> type[Task]:
-    """Class decorator adding a task under ``cls.name``; duplicate names are a bug."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"task {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_task(name: str) -> Task:
-    """A fresh task object for ``name``."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known: {sorted(_REGISTRY)}") from None
-
-
-def task_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-from . import causal_lm, classification, token_classification  # noqa: E402,F401  (register)
-
-__all__ = ["Task", "get_task", "register", "task_names"]
+__all__ = ["Task", "artifact_task", "get_task", "register", "task_names"]

@@ -12,14 +12,20 @@ from typing import Any
 import numpy as np
 
 from ..data.examples import Example
+from ..errors import UserError
 
 
 class Task(ABC):
-    """One kind of prediction: encoding, head, decoding and metrics."""
+    """One kind of prediction: encoding, head, decoding, loss and metrics, and what serving,
+    feedback, drift and retraining need to know about its outputs and corrections."""
 
     name: str
     auto_model: str  # name of the transformers Auto class that adds the right head
     default_metric: str
+    chat: bool = False  # served by /v1/chat/completions (a conversation in, generated text out)
+    conll_txt: bool = False  # a .txt file of this task's data may be CoNLL columns, not one text a line
+    # why the predictions of this task have no label distribution for drift to compare (None: they have)
+    no_label_distribution: str | None = None
 
     @abstractmethod
     def label_list(self, train: list[Example]) -> list[str]:
@@ -45,6 +51,17 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, examples: list[Example], predictions: list[Any], labels: list[str]) -> dict[str, Any]:
         """Scores of ``predictions`` against the gold labels of ``examples``."""
+
+    @abstractmethod
+    def loss(self, logits: Any, labels: Any, targets_per_batch: float | None = None) -> Any:
+        """The training loss of one batch (a scalar tensor) from the model's logits.
+
+        Args:
+            logits: The model's output logits for the batch.
+            labels: The collated ``labels`` of the batch's features.
+            targets_per_batch: Labelled targets (labels other than -100) in an average training
+                batch; losses summed over targets divide by it so that each weighs the same.
+        """
 
     @abstractmethod
     def baseline(self, train: list[Example], examples: list[Example], labels: list[str]) -> dict[str, Any]:
@@ -75,3 +92,50 @@ class Task(ABC):
     def plots(self, examples: list[Example], predictions: list[Any], labels: list[str], out_dir: Any) -> list[str]:
         """Write task-specific plots; returns file names."""
         return []
+
+    # --- served outputs: what the server logs and drift counts ------------------------------------
+
+    def summarize(self, output: Any) -> tuple[str | None, float | None]:
+        """(label, confidence) of one served output, stored with the logged prediction for drift."""
+        return None, None
+
+    def drift_labels(self, label: str | None) -> list[str] | None:
+        """The labels one logged prediction counts for in the label distribution (its stored
+        ``summarize`` label), or None when it has none to count."""
+        return None if label is None else [label]
+
+    def reference_labels(self, labels: list[str]) -> list[str]:
+        """The label space of the drift label distribution, from the model's labels."""
+        return list(labels)
+
+    # --- corrections: feedback and retraining ------------------------------------------------------
+
+    def check_correction(
+        self, labels: list[str], text: str | None, label: Any, *, allow_new_labels: bool = False
+    ) -> Any:
+        """A user's correction in its stored (JSON) shape, or a UserError saying what is wrong.
+
+        Args:
+            labels: The model's labels.
+            text: The corrected text (None when it was logged as a hash only).
+            label: The correction as sent.
+            allow_new_labels: Accept labels the model doesn't know.
+        """
+        raise UserError(f"a {self.name} model takes no corrections", hint="send feedback to a labelling model")
+
+    def correction_example(self, text: str, label: Any) -> Example:
+        """A stored correction (checked by :meth:`check_correction`) as a training example."""
+        raise UserError(f"a {self.name} model takes no corrections")
+
+    def correction_from_example(self, example: Example) -> tuple[str, Any]:
+        """(text, correction in its stored shape) of a labelled example read from a data file."""
+        raise UserError(f"a {self.name} model takes no corrections", hint="import corrections for a labelling model")
+
+    def training_row(self, example: Example) -> dict[str, Any]:
+        """``example`` as one JSON line of the task's training format (``text`` / ``label`` columns)."""
+        raise UserError(f"{self.name} examples are not written as training rows")
+
+    def is_correct(self, example: Example, prediction: Any) -> bool | None:
+        """Did ``prediction`` get ``example`` exactly right? None when the task judges errors per
+        part (NER: per entity), not per example."""
+        return None

@@ -1,6 +1,6 @@
 """Instruction tuning of a decoder (task causal_lm): conversations in, the assistant's answer out.
 
-Predictions are generated texts, not logits: the runner (:mod:`fieldtune.llm.instruct`) generates
+Predictions are generated texts, not logits: the runner (:mod:`fieldtune.llm.generation`) generates
 them and this task scores them (exact match and ROUGE-L against the reference answer). Perplexity
 over the answer tokens, the selection metric, needs the model and is measured there too.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..data.chat import encode_turn
 from ..data.examples import ChatExample
-from . import register
 from .base import Task
+from .losses import token_loss
+from .registry import register
 
 
 def normalize(text: str) -> str:
@@ -43,21 +45,24 @@ class CausalLM(Task):
     name = "causal_lm"
     auto_model = "AutoModelForCausalLM"
     default_metric = "perplexity"
+    chat = True
 
     def label_list(self, train: list[ChatExample]) -> list[str]:
         return []  # generation has no label set
 
     def encode(self, examples, tokenizer, label2id, max_length):
-        from ..llm.model import encode_turn
-
         return [
             {**encode_turn(tokenizer, ex.chat, ex.response, max_length), "example": i} for i, ex in enumerate(examples)
         ]
 
     def decode(self, examples, features, logits, id2label, state):
         raise NotImplementedError(
-            "causal_lm predictions are generated (fieldtune.llm.instruct), not decoded from logits"
+            "causal_lm predictions are generated (fieldtune.llm.generation), not decoded from logits"
         )
+
+    def loss(self, logits, labels, targets_per_batch=None):
+        """Cross-entropy of the answer tokens (labels are already shifted: see ``encode_turn``)."""
+        return token_loss(logits, labels, targets_per_batch)
 
     def metrics(self, examples, predictions, labels):
         return generation_metrics([ex.response for ex in examples], list(predictions))

@@ -8,9 +8,13 @@ from typing import Any
 import numpy as np
 
 from ..data.examples import TextExample
+from ..errors import UserError
 from ..evaluation import metrics as M
-from . import register
 from .base import Task
+from .losses import multi_label_loss, single_label_loss
+from .registry import register
+
+NO_LABEL = "(none)"  # what drift counts for a multi-label prediction with no label
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -38,6 +42,9 @@ class _TextTask(Task):
     def from_text(self, text: str) -> TextExample:
         return TextExample(text, ())
 
+    def correction_example(self, text: str, label: Any) -> TextExample:
+        return TextExample(text, tuple(label) if isinstance(label, list) else (label,))
+
     def _target(self, ex: TextExample, label2id: dict[str, int]) -> Any:
         raise NotImplementedError
 
@@ -54,6 +61,9 @@ class Classification(_TextTask):
 
     def model_kwargs(self, labels):
         return {"problem_type": "single_label_classification"}
+
+    def loss(self, logits, labels, targets_per_batch=None):
+        return single_label_loss(logits, labels)
 
     def decode(self, examples, features, logits, id2label, state):
         probs = _softmax(np.stack(logits))  # (examples, num_labels)
@@ -73,6 +83,31 @@ class Classification(_TextTask):
         ranked = sorted(prediction.items(), key=lambda kv: -kv[1])
         items = [{"label": k, "score": round(v, 6)} for k, v in ranked[: top_k or 1]]
         return items if top_k else items[0]
+
+    def summarize(self, output):
+        """The top label and its score (of the first item of a top-k list)."""
+        if isinstance(output, list):
+            output = output[0] if output else None
+        if isinstance(output, dict) and "label" in output:
+            return str(output["label"]), float(output["score"])
+        return None, None
+
+    def check_correction(self, labels, text, label, *, allow_new_labels=False):
+        """One label (a one-item list is taken as its item), a stripped string."""
+        if isinstance(label, list) and len(label) == 1:
+            label = label[0]
+        if not isinstance(label, str) or not label.strip():
+            raise UserError("a classification correction is one label", hint='send "label": "<one of the labels>"')
+        return _known([label.strip()], labels, allow_new_labels)[0]
+
+    def correction_from_example(self, example):
+        return example.text, example.labels[0]
+
+    def training_row(self, example):
+        return {"text": example.text, "label": example.labels[0]}  # one label per text: a string, not a list
+
+    def is_correct(self, example, prediction):
+        return example.labels[0] == max(prediction, key=prediction.get)
 
     def plots(self, examples, predictions, labels, out_dir):
         from ..evaluation.plots import confusion_matrix_png
@@ -97,6 +132,9 @@ class MultiLabel(_TextTask):
 
     def model_kwargs(self, labels):
         return {"problem_type": "multi_label_classification"}
+
+    def loss(self, logits, labels, targets_per_batch=None):
+        return multi_label_loss(logits, labels)
 
     def decode(self, examples, features, logits, id2label, state):
         probs = _sigmoid(np.stack(logits))
@@ -127,6 +165,52 @@ class MultiLabel(_TextTask):
             "labels": [k for k, v in ranked if v >= threshold],
             "scores": [{"label": k, "score": round(v, 6)} for k, v in ranked[: top_k or len(ranked)]],
         }
+
+    def summarize(self, output):
+        """The labels joined with ``|`` and the best score."""
+        if isinstance(output, dict) and "labels" in output:
+            scores = [s["score"] for s in output.get("scores", [])]
+            return "|".join(output["labels"]), (max(scores) if scores else None)
+        return None, None
+
+    def drift_labels(self, label):
+        """Each label of the prediction; ``(none)`` for a prediction with none."""
+        if label is None:
+            return None
+        return [x for x in label.split("|") if x] or [NO_LABEL]
+
+    def reference_labels(self, labels):
+        return [*labels, NO_LABEL]
+
+    def check_correction(self, labels, text, label, *, allow_new_labels=False):
+        """A list of labels (a single string is taken as a list of one), sorted and de-duplicated."""
+        if isinstance(label, str):
+            label = [label]
+        if not isinstance(label, list) or not all(isinstance(x, str) and x.strip() for x in label):
+            raise UserError("a multilabel correction is a list of labels", hint='send "labels": ["a", "b"] (or [])')
+        return _known(sorted({x.strip() for x in label}), labels, allow_new_labels)
+
+    def correction_from_example(self, example):
+        return example.text, list(example.labels)
+
+    def training_row(self, example):
+        return {"text": example.text, "label": list(example.labels)}
+
+    def is_correct(self, example, prediction):
+        return set(example.labels) == {k for k, v in prediction["scores"].items() if v >= prediction["threshold"]}
+
+
+def _known(values: list[str], labels: list[str], allow_new_labels: bool) -> list[str]:
+    """``values``, or a UserError naming those the model doesn't know (unless new ones are allowed)."""
+    known = set(labels)
+    unknown = [x for x in values if x not in known]
+    if unknown and not allow_new_labels:
+        raise UserError(
+            f"unknown label(s) {unknown}: the model knows {len(known)} labels",
+            hint="use one of GET /metadata's labels; new labels are accepted by "
+            "`fieldtune feedback import --allow-new-labels`",
+        )
+    return values
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

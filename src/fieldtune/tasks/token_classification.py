@@ -11,13 +11,16 @@ import re
 from typing import Any
 
 import numpy as np
+from seqeval.metrics.sequence_labeling import get_entities
 
 from ..data.examples import TaggedSentence
+from ..errors import UserError
 from ..evaluation import metrics as M
-from . import register
 from .base import Task
+from .losses import token_loss
+from .registry import register
 
-_WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
+WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 IGNORE = -100
 
 
@@ -26,6 +29,8 @@ class TokenClassification(Task):
     name = "ner"
     auto_model = "AutoModelForTokenClassification"
     default_metric = "f1"
+    conll_txt = True
+    no_label_distribution = "NER predictions have no single label to count"
 
     def label_list(self, train: list[TaggedSentence]) -> list[str]:
         types = sorted({t[2:] for ex in train for t in ex.tags if t != "O"})
@@ -54,6 +59,9 @@ class TokenClassification(Task):
                 conf[word] = float(probs[pos].max())
         return out
 
+    def loss(self, logits, labels, targets_per_batch=None):
+        return token_loss(logits, labels, targets_per_batch)
+
     def metrics(self, examples, predictions, labels):
         return M.ner_metrics([list(ex.tags) for ex in examples], [tags for tags, _ in predictions])
 
@@ -62,11 +70,11 @@ class TokenClassification(Task):
         return {"name": "no entities", **{k: v for k, v in out.items() if k != "per_type"}}
 
     def from_text(self, text: str) -> TaggedSentence:
-        words = [m.group() for m in _WORD.finditer(text)]
+        words = [m.group() for m in WORD.finditer(text)]
         return TaggedSentence(tuple(words), ("O",) * len(words))
 
     def to_output(self, text, example, prediction, top_k):
-        spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        spans = [(m.start(), m.end()) for m in WORD.finditer(text)]
         tags, conf = prediction
         entities = []
         for etype, first, last in M.spans(tags):
@@ -81,6 +89,94 @@ class TokenClassification(Task):
                 }
             )
         return entities
+
+    def summarize(self, output):
+        """No label; the least confident entity's score (None without entities)."""
+        if isinstance(output, list):
+            scores = [e["score"] for e in output if "score" in e]
+            return None, (min(scores) if scores else None)
+        return None, None
+
+    def drift_labels(self, label):
+        return None
+
+    def reference_labels(self, labels):
+        return []
+
+    def check_correction(self, labels, text, label, *, allow_new_labels=False):
+        """Entities ``[{"start", "end", "label"}]``: character offsets into ``text`` (end exclusive),
+        not overlapping, of the model's entity types; returned sorted by start."""
+        return _check_entities(text, label, entity_types(labels), allow_new_labels)
+
+    def correction_example(self, text, label):
+        """Whitespace words of ``text``, each tagged with the entity it overlaps (IOB2)."""
+        words = words_with_offsets(text)
+        tags = ["O"] * len(words)
+        for ent in label:
+            inside = [i for i, (_, s, e) in enumerate(words) if s < ent["end"] and e > ent["start"]]
+            for j, i in enumerate(inside):
+                tags[i] = ("B-" if j == 0 else "I-") + ent["label"]
+        return TaggedSentence(tuple(w for w, _, _ in words), tuple(tags))
+
+    def correction_from_example(self, example):
+        """The words joined by single spaces, and their entities' character spans in that text."""
+        text = " ".join(example.tokens)
+        starts = [sum(len(t) + 1 for t in example.tokens[:i]) for i in range(len(example.tokens))]
+        ends = [s + len(t) for s, t in zip(starts, example.tokens)]
+        entities = [{"start": starts[s], "end": ends[e], "label": t} for t, s, e in get_entities(list(example.tags))]
+        return text, entities
+
+    def training_row(self, example):
+        return {"tokens": list(example.tokens), "tags": list(example.tags)}
+
+
+def entity_types(labels: list[str]) -> list[str]:
+    """NER models' labels are IOB2 tags; corrections name the entity types."""
+    return sorted({tag[2:] for tag in labels if tag[:2] in ("B-", "I-")})
+
+
+def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
+    """Whitespace words with their character spans (how NER corrections become tagged sentences)."""
+    out, i = [], 0
+    for word in text.split():
+        start = text.index(word, i)
+        out.append((word, start, start + len(word)))
+        i = start + len(word)
+    return out
+
+
+def _check_entities(text: str | None, entities: Any, types: list[str], allow_new: bool) -> list[dict[str, Any]]:
+    if text is None:
+        raise UserError(
+            "an NER correction needs the text its offsets point into",
+            hint="send the text with the entities",
+        )
+    if not isinstance(entities, list):
+        raise UserError("an NER correction is a list of entities", hint='send "entities": [{"start", "end", "label"}]')
+    out, last_end = [], 0
+    for i, ent in enumerate(sorted(entities, key=lambda e: e.get("start", 0) if isinstance(e, dict) else 0)):
+        _check_entity(i, ent, text, last_end, types, allow_new)
+        out.append({"start": ent["start"], "end": ent["end"], "label": ent["label"]})
+        last_end = ent["end"]
+    return out
+
+
+def _check_entity(i: int, ent: Any, text: str, last_end: int, types: list[str], allow_new: bool) -> None:
+    """One entity of a correction (``i``: its place, from 0), or a UserError saying what is wrong."""
+    if not isinstance(ent, dict) or not {"start", "end", "label"} <= set(ent):
+        raise UserError(f"entity {i + 1} needs start, end and label", hint='{"start": 0, "end": 5, "label": "PER"}')
+    start, end, label = ent["start"], ent["end"], ent["label"]
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        raise UserError(
+            f"entity {i + 1}: offsets {start}..{end} are not inside the text (length {len(text)})",
+            hint="start and end are character offsets, end exclusive",
+        )
+    if start < last_end:
+        raise UserError(f"entity {i + 1} overlaps the previous one", hint="entities must not overlap")
+    if not text[start:end].strip():
+        raise UserError(f"entity {i + 1} covers only whitespace", hint="check the offsets")
+    if label not in types and not allow_new:
+        raise UserError(f"entity {i + 1}: unknown type {label!r}; the model knows {types}")
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

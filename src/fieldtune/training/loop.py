@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from ..artifacts import replace_dir
 from ..config import TrainConfig
 from ..errors import UserError
+from ..utils.atomic import replace_dir
+from ..utils.progress import progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
 from .optim import build_optimizer, build_scheduler
 
@@ -65,6 +65,9 @@ class Loop:
     ckpt_dir: Path | None = None
     on_eval: Callable[[dict[str, Any]], None] = lambda record: None
     progress: bool = True
+    # (logits, labels, labelled targets in an average training batch) -> the batch's loss: the task's
+    # Task.loss (an LLM trained on answer tokens: the causal_lm task's, whatever task it serves)
+    loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = field(kw_only=True)
 
     def run(self, resume: bool = False) -> LoopState:
         acc, cfg = self.accelerator, self.cfg
@@ -97,7 +100,7 @@ class Loop:
         while state.epoch < cfg.epochs and not state.stopped_early:
             self.sampler.use_epoch(state.epoch)
             batches = acc.skip_first_batches(self.loader, state.batch) if state.batch else self.loader
-            bar = tqdm(
+            bar = progress_bar(
                 batches,
                 desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                 initial=state.batch,
@@ -137,27 +140,19 @@ class Loop:
         self._loss_sum, self._loss_n = self._loss_sum + float(loss.detach()), self._loss_n + 1
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The model's loss, except for token tasks: there the summed cross-entropy over labelled
-        words divided by the *average* labelled words per batch, so every word weighs the same
-        whatever batch it lands in. (A per-batch mean would give the words of a batch of short
-        sentences — length grouping makes those — several times the weight of the words of a
-        batch of long ones.)"""
-        labels = batch.get("labels")
-        if labels is None or labels.dim() != 2 or labels.dtype != torch.long:
-            return self.model(**batch).loss
+        """The task's loss of the model's logits. Labels stay out of the model's call: a head that
+        computed its own loss too would do the work twice (a causal LM over its whole vocabulary)."""
         logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        logits = logits[:, -labels.shape[1] :]  # prompt tuning prepends virtual tokens: their outputs have no label
-        total = torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        return total / self._words_per_batch
+        return self.loss(logits, batch["labels"], self._targets_per_batch)
 
     @property
-    def _words_per_batch(self) -> float:
-        if not hasattr(self, "_wpb"):
-            words = sum(sum(1 for x in f["labels"] if x != -100) for f in self.features)
-            self._wpb = max(1.0, words / max(1, len(self.sampler)))
-        return self._wpb
+    def _targets_per_batch(self) -> float:
+        """Labelled targets (label entries other than -100: words, answer tokens, texts) in an
+        average training batch, for token losses that weigh every word the same."""
+        if not hasattr(self, "_tpb"):
+            targets = sum(_targets(f["labels"]) for f in self.features)
+            self._tpb = max(1.0, targets / max(1, len(self.sampler)))
+        return self._tpb
 
     def _eval(self) -> bool:
         """Evaluate on dev, track the best weights, checkpoint. Returns True to stop early."""
@@ -225,3 +220,8 @@ class Loop:
         if self.accelerator.is_main_process:  # the log restarts from what the checkpoint knew
             for record in self.state.history:
                 self.on_eval(record)
+
+
+def _targets(labels: Any) -> int:
+    """How many entries of one feature's labels carry a target (-100 marks none)."""
+    return sum(1 for x in labels if x != -100) if isinstance(labels, list) else int(labels != -100)

@@ -17,6 +17,14 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    # one function per table, in the order they were always created
+    _predictions()
+    _feedback()
+    _models()
+    _decisions()
+
+
+def _predictions() -> None:
     op.create_table(
         "predictions",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -32,6 +40,9 @@ def upgrade() -> None:
     op.create_index("ix_predictions_model_version", "predictions", ["model_version"])
     op.create_index("ix_predictions_created_at", "predictions", ["created_at"])
     op.create_index("ix_predictions_text_hash", "predictions", ["text_hash"])
+
+
+def _feedback() -> None:
     op.create_table(
         "feedback",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -47,6 +58,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_feedback_prediction_id", "feedback", ["prediction_id"])
     op.create_index("ix_feedback_created_at", "feedback", ["created_at"])
+
+
+def _models() -> None:
     op.create_table(
         "models",
         sa.Column("version", sa.String(64), primary_key=True),
@@ -68,6 +82,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("stage = 'champion'"),
         postgresql_where=sa.text("stage = 'champion'"),
     )
+
+
+def _decisions() -> None:
     op.create_table(
         "decisions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

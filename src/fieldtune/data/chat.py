@@ -1,4 +1,5 @@
-"""Loading a causal LM and turning conversations into token ids, the same way for training and inference.
+"""Turning conversations into token ids, the same way for training and inference (loading the
+model: :mod:`fieldtune.models.causal_lm`).
 
 A conversation is a list of ``{"role", "content"}`` messages. With a tokenizer that has a chat
 template (SmolLM2-Instruct does) the template renders it; without one a plain
@@ -9,60 +10,10 @@ loop's token-level cross-entropy is the causal-LM loss on response tokens only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-import transformers
-
-from ..errors import UserError
-from ..zoo import resolve
 
 IGNORE = -100
 Message = dict[str, str]
-
-
-@dataclass
-class CausalLM:
-    """A decoder and its tokenizer."""
-
-    model: Any
-    tokenizer: Any
-    path: str  # where it loaded from (resolved alias / folder / hub id)
-
-
-def load_causal_lm(name: str, attention: str = "sdpa", dtype: Any = None) -> CausalLM:
-    """Tokenizer + ``AutoModelForCausalLM`` for an alias, folder or hub id; a pad token is added
-    when the tokenizer has none (the EOS token), padding on the right.
-
-    Raises:
-        UserError: The model can't be loaded or isn't a causal LM.
-    """
-    from ..artifacts import quiet_transformers
-
-    path = resolve(name)
-    try:
-        with quiet_transformers():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                path, attn_implementation=attention, **({"dtype": dtype} if dtype is not None else {})
-            )
-    except (OSError, ValueError) as err:
-        raise UserError(
-            f"could not load causal LM {name!r}: {str(err).splitlines()[0]}",
-            hint="use model: smollm2, a local causal LM folder, or set HF_HUB_OFFLINE=0 to download a hub id",
-        ) from None
-    prepare_tokenizer(tokenizer)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return CausalLM(model, tokenizer, path)
-
-
-def prepare_tokenizer(tokenizer: Any) -> Any:
-    """Pad token (EOS when missing) and right padding."""
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    return tokenizer
 
 
 def render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool) -> str:

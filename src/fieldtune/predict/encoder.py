@@ -1,4 +1,4 @@
-"""``Predictor``: load an artifact and predict on raw text, in the output shapes users know.
+"""The predictor of an encoder artifact (``kind: encoder``): PyTorch or ONNX Runtime logits, decoded by the task.
 
 Classification -> ``{"label", "score"}`` (or a top-k list); multi-label -> ``{"labels", "scores"}``;
 NER -> ``[{"entity_group", "word", "start", "end", "score"}]`` with character offsets.
@@ -13,15 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import Artifact, find_model_dir, load_artifact, read_meta
-from .data.examples import Example
-from .errors import UserError
-from .inference import forward_logits
-from .tasks import get_task
+from ..artifacts import Artifact
+from ..data.examples import Example
+from ..inference import forward_logits
+from ..tasks import get_task
+from .base import load_predictor, predict_texts, register_predictor
+from .loaders import load_artifact
+from .onnx_runtime import onnx_forward_logits, open_session, resolve_backend
 
 Forward = Callable[[list[dict[str, Any]], int, int], list[np.ndarray]]
 
 
+@register_predictor("encoder")
 class Predictor:
     """Predictions from a saved model. The same object serves the CLI, the API and the server.
 
@@ -29,6 +32,8 @@ class Predictor:
     ``torch-bf16`` (the same under bf16 autocast) or ``onnx`` / ``onnx-int8`` (ONNX Runtime over
     ``MODEL_DIR/onnx``, see ``fieldtune export``).
     """
+
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -49,16 +54,12 @@ class Predictor:
             self.backend = "torch-bf16" if autocast else "torch"
             self._forward: Forward = functools.partial(forward_logits, artifact.model, autocast=autocast)
         else:
-            from .export.runtime import onnx_forward_logits
-
             self.backend = backend or "onnx"
             self._forward = functools.partial(onnx_forward_logits, onnx_session)
 
     @classmethod
-    def load(
-        cls, path: str | Path, batch_size: int = 32, backend: str = "auto", threads: int | None = None
-    ) -> Predictor:
-        """Load a run or model folder.
+    def load(cls, path: str | Path, batch_size: int = 32, backend: str = "auto", threads: int | None = None) -> Any:
+        """Load a run or model folder of any kind (an LLM or embedding artifact gets its own predictor).
 
         Args:
             path: A run folder or its ``model/`` folder.
@@ -68,13 +69,17 @@ class Predictor:
                 without an export), ``onnx-fp32`` or ``onnx-int8``.
             threads: ONNX Runtime threads per call (default: all cores). A server running
                 N calls at once gives each ``cores / N``.
-        """
-        from .export.runtime import open_session, resolve_backend
 
-        model_dir = find_model_dir(path)
-        kind = read_meta(model_dir).get("kind", "encoder")
-        if kind != "encoder":  # a causal LM or a sentence-embedding model: its own predictor, same interface
-            return _kind_predictor(kind, model_dir).load(model_dir, batch_size=batch_size, backend=backend)
+        Returns:
+            A predictor (see :func:`fieldtune.predict.load_predictor`).
+        """
+        return load_predictor(path, batch_size=batch_size, backend=backend, threads=threads)
+
+    @classmethod
+    def from_model_dir(
+        cls, model_dir: Path, meta: dict[str, Any], batch_size: int, backend: str, threads: int | None
+    ) -> Predictor:
+        """The registry's constructor: PyTorch weights, or an ONNX session when ``backend`` resolves to one."""
         name, onnx_path = resolve_backend(model_dir, backend)
         if onnx_path is None:
             return cls(load_artifact(model_dir), batch_size, autocast=name == "torch-bf16")
@@ -95,39 +100,3 @@ class Predictor:
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
         """Metrics of this model on labelled examples."""
         return self.task.metrics(examples, self.predict_examples(examples), self.labels)
-
-
-def predict_texts(predictor: Any, texts: str | list[str], top_k: int | None = None) -> Any:
-    """``predict`` of every predictor kind: checks the texts, builds the task's examples, and shapes
-    the outputs; ``predictor`` gives ``task`` and ``predict_examples``."""
-    single = isinstance(texts, str)
-    batch = [texts] if single else list(texts)
-    for i, text in enumerate(batch):
-        if not isinstance(text, str) or not text.strip():
-            raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
-    examples = [predictor.task.from_text(t) for t in batch]
-    predictions = predictor.predict_examples(examples)
-    outputs = [predictor.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
-    return outputs[0] if single else outputs
-
-
-# kind (fieldtune.json) -> "module:Class" of its predictor; each has load(model_dir, batch_size, backend),
-# predict(texts, top_k), predict_examples(examples), evaluate(examples) and task / labels / meta / backend
-KIND_PREDICTORS = {
-    "llm": "fieldtune.llm.predictor:LLMPredictor",
-    "embedding": "fieldtune.fewshot.predictor:EmbeddingPredictor",
-}
-
-
-def _kind_predictor(kind: str, model_dir: Path) -> Any:
-    import importlib
-
-    if kind not in KIND_PREDICTORS:
-        raise UserError(f"unknown model kind {kind!r} in fieldtune.json", path=model_dir, hint="upgrade fieldtune")
-    module, _, name = KIND_PREDICTORS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def load(path: str | Path, batch_size: int = 32, backend: str = "auto") -> Predictor:
-    """``fieldtune.load(path).predict([...])``; ``backend``: auto | torch | onnx."""
-    return Predictor.load(path, batch_size, backend)

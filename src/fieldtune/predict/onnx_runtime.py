@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: the exported model behind the contract of ``inference.forward_logits``."""
+"""ONNX Runtime backend of encoder predictors: the exported model (``fieldtune export --onnx``) behind
+the contract of ``inference.forward_logits``."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def resolve_backend(model_dir: Path, backend: str) -> tuple[str, Path | None]:
 
 def open_session(path: Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session using all cores (``intra_op_num_threads``) by default."""
+    # imported here: onnxruntime loads only for an exported model, not for every predictor
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -1,5 +1,6 @@
-"""The Predictor of an embedding artifact (fieldtune.json ``kind: embedding``): zero-shot and SetFit
-models, with the interface of :class:`fieldtune.predict.Predictor`."""
+"""The predictor of an embedding artifact (``kind: embedding``: zero-shot and SetFit models): sentence
+embeddings (sentence-transformers, PyTorch) through a linear head; the task turns the logits into
+label probabilities (softmax) or multi-label scores (sigmoid + the tuned threshold)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import _base_model_path, find_model_dir, read_meta
 from ..data.examples import Example
-from ..errors import UserError
+from ..fewshot.head import LinearHead, embed
 from ..tasks import get_task
-from .head import HEAD_FILE, LinearHead, embed, load_body
+from .base import check_backend, predict_texts, register_predictor
+from .loaders import load_embedding_artifact
 
 BACKENDS = ("auto", "torch")
 
 
+@register_predictor("embedding")
 class EmbeddingPredictor:
-    """Sentence embeddings (sentence-transformers, PyTorch) through a linear head; the task turns the
-    logits into label probabilities (softmax) or multi-label scores (sigmoid + the tuned threshold)."""
+    """A sentence-transformers body and a linear head over its normalised embeddings."""
+
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, body: Any, head: LinearHead, meta: dict[str, Any], batch_size: int = 32) -> None:
         self.body, self.head, self.meta, self.batch_size = body, head, meta, batch_size
@@ -31,26 +34,25 @@ class EmbeddingPredictor:
         body.max_seq_length = self.max_length
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 32, backend: str = "auto") -> EmbeddingPredictor:
-        """A run folder or its ``model/`` folder. The body is the artifact's own (SetFit) or the base
-        model it references (zero-shot), checked against the recorded sha256."""
-        if backend not in BACKENDS:
-            raise UserError(
-                f"backend {backend!r} is not available for an embedding model (zero_shot / setfit)",
-                hint="use --backend torch (or auto)",
-            )
-        model_dir = find_model_dir(path)
-        meta = read_meta(model_dir)
-        body_dir = model_dir if meta.get("body") == "artifact" else _base_model_path(model_dir, meta)
-        return cls(load_body(body_dir), LinearHead.load(model_dir / HEAD_FILE), meta, batch_size)
+    def from_model_dir(
+        cls, model_dir: Path, meta: dict[str, Any], batch_size: int, backend: str, threads: int | None
+    ) -> EmbeddingPredictor:
+        """The artifact's body and head (see :func:`~fieldtune.predict.loaders.load_embedding_artifact`)."""
+        check_backend(
+            backend,
+            BACKENDS,
+            f"backend {backend!r} is not available for an embedding model (zero_shot / setfit)",
+            "use --backend torch (or auto)",
+        )
+        body, head = load_embedding_artifact(model_dir, meta)
+        return cls(body, head, meta, batch_size)
 
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""
-        from ..predict import predict_texts
-
         return predict_texts(self, texts, top_k)
 
     def logits(self, texts: list[str]) -> np.ndarray:
+        """``(texts, labels)`` head logits of the texts' embeddings."""
         return self.head.logits(embed(self.body, texts, self.batch_size))
 
     def predict_examples(self, examples: list[Example]) -> list[Any]:

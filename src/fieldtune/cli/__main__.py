@@ -1,0 +1,5 @@
+"""``python -m fieldtune.cli``: the same as the ``fieldtune`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,64 @@
+"""Recipe ``encoder``: fine-tune a pretrained encoder with a task head (classification, multi-label,
+NER) by any weight method (full, freeze, head, or a peft adapter)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..artifacts import save_artifact
+from ..config import RunConfig
+from ..inference import forward_logits
+from ..methods import apply_method
+from ..models.encoder import load_encoder
+from ..runs import RunRecord, RunResult, TrainStats, artifact_meta, evaluate_splits, start_output, write_run
+from ..training import setup
+from .common import fit, read_data
+from .registry import Recipe, register_recipe
+
+
+def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResult:
+    """Fine-tune, evaluate with the best weights, and write the run folder."""
+    started = time.perf_counter()
+    task, splits, labels = read_data(cfg)
+    accelerator = setup.prepare(cfg)
+    enc = load_encoder(cfg, task.auto_model, labels, task.model_kwargs(labels), setup.attention(cfg))
+    model, params = apply_method(enc.model, cfg.method, cfg.freeze_layers, cfg.peft)  # peft: wrapped
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    encoded = {name: task.encode(ex, enc.tokenizer, label2id, enc.max_length) for name, ex in splits.named()}
+    if accelerator.is_main_process:
+        start_output(cfg)
+    pad_id = enc.tokenizer.pad_token_id
+
+    def logits(m: torch.nn.Module, features: list[dict[str, Any]]) -> list[Any]:
+        return forward_logits(m, features, cfg.train.eval_batch_size, pad_id)
+
+    def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
+        decoded = task.decode(splits.dev, encoded["dev"], logits(m, encoded["dev"]), id2label, {})
+        return task.metrics(splits.dev, decoded, labels)
+
+    model, state = fit(
+        cfg, model, encoded["train"], dev_metrics, accelerator, pad_id, loss=task.loss, resume=resume, progress=progress
+    )
+    model.eval()
+    tuned = task.tune(splits.dev, encoded["dev"], logits(model, encoded["dev"]), labels)  # e.g. a threshold
+
+    def predict(examples: list[Any]) -> list[Any]:
+        features = task.encode(examples, enc.tokenizer, label2id, enc.max_length)
+        return task.decode(examples, features, logits(model, features), id2label, tuned)
+
+    evaluation = evaluate_splits(predict, task, splits, labels)
+    stats = TrainStats.from_loop(cfg, state, accelerator, params)
+    record = RunRecord(cfg, splits, labels, evaluation, stats, state.history, started)
+    if not accelerator.is_main_process:
+        return RunResult(cfg.output, cfg.output / "model", record.metrics())
+    meta = artifact_meta(record, tuned, enc.max_length)
+    result = write_run(record, task, lambda target: save_artifact(model, enc.tokenizer, meta, target))
+    accelerator.wait_for_everyone()
+    return result
+
+
+register_recipe(Recipe("encoder", run))

@@ -1,0 +1,65 @@
+"""``report.md``: the run in one page — data, method, headline metrics vs baseline, per class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .record import RunRecord
+
+HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "subset_accuracy")
+GENERATION = ("perplexity", "rouge_l", "exact_match")
+
+
+def render_report(record: RunRecord) -> str:
+    """Markdown summary of a run, from its record (the same numbers as metrics.json)."""
+    cfg, ev, stats = record.cfg, record.evaluation, record.train
+    params = record.params
+    lines = [
+        f"# fieldtune run: {cfg.task} with `{cfg.model}` ({cfg.method})",
+        "",
+        f"- data: train {len(record.splits.train)}, dev {len(record.splits.dev)}, "
+        f"test {len(record.splits.test or [])} examples",
+        f"- labels: {len(record.labels)}",
+        f"- trainable parameters: {params['trainable']:,} of {params['total']:,} "
+        f"({100 * params['trainable'] / max(params['total'], 1):.1f}%)",
+        f"- best dev {record.metric}: {ev.dev.get(record.metric)} at epoch {stats.best_epoch} (step {stats.best_step})",
+        f"- training time: {stats.wall_s:.1f} s, {stats.tokens_per_s:.0f} real tokens/s",
+        *[f"- note: {n}" for n in record.splits.notes],
+        "",
+        *_headline(ev.as_dict()),
+        *_per_label(ev.test or ev.dev, "test" if ev.test is not None else "dev"),
+    ]
+    if record.plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(scores: dict[str, dict[str, Any]]) -> list[str]:
+    keys = [k for k in (*HEADLINE, *GENERATION) if k in scores["dev"]]
+    lines = ["## Headline metrics", "", "| split | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for split, row in scores.items():
+        name = f"baseline: {row.get('name', '')}" if split == "baseline" else split
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
+    return lines
+
+
+def _per_label(detail: dict[str, Any], split: str) -> list[str]:
+    per = detail.get("per_type") or detail.get("per_class") or {}
+    if not per:
+        return []
+    kind = "type" if "per_type" in detail else "class"
+    lines = [
+        "",
+        f"## Per {kind} ({split})",
+        "",
+        "| label | precision | recall | f1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    return lines + [
+        f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | {v['support']} |"
+        for k, v in per.items()
+    ]
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else ("" if x is None else str(x))
