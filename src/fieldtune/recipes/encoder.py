@@ -53,10 +53,11 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     evaluation = evaluate_splits(predict, task, splits, labels)
     stats = TrainStats.from_loop(cfg, state, accelerator, params)
     record = RunRecord(cfg, splits, labels, evaluation, stats, state.history, started)
-    if not accelerator.is_main_process:
-        return RunResult(cfg.output, cfg.output / "model", record.metrics())
-    meta = artifact_meta(record, tuned, enc.max_length)
-    result = write_run(record, task, lambda target: save_artifact(model, enc.tokenizer, meta, target))
+    if accelerator.is_main_process:  # one process writes the run folder; the others wait for it
+        meta = artifact_meta(record, tuned, enc.max_length)
+        result = write_run(record, task, lambda target: save_artifact(model, enc.tokenizer, meta, target))
+    else:
+        result = RunResult(cfg.output, cfg.output / "model", record.metrics())
     accelerator.wait_for_everyone()
     return result
 
