@@ -14,6 +14,7 @@ from conftest import overfit_config
 
 import fieldtune
 from fieldtune.config import load_config
+from fieldtune.recipes import plan, recipe_names
 
 FIELDTUNE = [sys.executable, "-m", "fieldtune.cli"]
 CONFIGS = Path(fieldtune.__file__).parent / "configs"
@@ -42,6 +43,9 @@ def test_train_prints_metrics_and_writes_run(ner_run):
     assert saved["train"]["epochs"] == 12 and saved["train"]["lr"] == 4e-4  # overrides were applied
     metrics = json.loads((tmp / "run" / "metrics.json").read_text())
     assert metrics["test"]["f1"] == 1.0 and metrics["train"]["steps"] == 12 * 2
+    # 8 dev sentences: the run says model selection is noisy, on the terminal and in report.md
+    assert "advice: small dev set (8 examples" in " ".join(proc.stdout.split())
+    assert "## Advice" in (tmp / "run" / "report.md").read_text()
 
 
 def test_eval_writes_metrics_json(ner_run, ner_file):
@@ -84,6 +88,7 @@ def test_models_lists_the_bundled_alias():
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
+    assert plan(cfg).name in recipe_names()  # the method registry accepts task x method x model kind
     assert cfg.data.train.is_file()
     assert cfg.data.test is None or cfg.data.test.is_file()
 

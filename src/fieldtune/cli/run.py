@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import UserError
 from .common import out, print_metrics, user_errors
@@ -42,6 +43,8 @@ def train(
         f"trainable parameters: {t['trainable_params']:,} of {t['total_params']:,} "
         f"({100 * t['trainable_params'] / max(t['total_params'], 1):.2f}%)"
     )
+    for advice in result.advice:
+        out.print(f"[yellow]advice:[/] {escape(advice)}", highlight=False)
     out.print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report.md'}")
 
 

@@ -1,5 +1,6 @@
 """A run's shared parts: its typed record, the final evaluation, the run folder and report.md."""
 
+from .advice import advise
 from .evaluate import evaluate_splits
 from .folder import RunResult, eval_logger, start_output, write_run
 from .meta import artifact_meta
@@ -10,6 +11,7 @@ __all__ = [
     "RunRecord",
     "RunResult",
     "TrainStats",
+    "advise",
     "artifact_meta",
     "eval_logger",
     "evaluate_splits",

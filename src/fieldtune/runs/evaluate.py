@@ -22,6 +22,7 @@ def evaluate_splits(
     baseline on the scored split (test, else dev), and the milliseconds per example of predicting
     that split in batches (the number `fieldtune compare` reports).
     """
+    began = time.perf_counter()
     scores: dict[str, dict[str, Any]] = {}
     predictions: dict[str, list[Any]] = {}
     seconds = 0.0
@@ -42,4 +43,5 @@ def evaluate_splits(
         baseline=baseline,
         test_predictions=predictions.get("test"),
         ms_per_example=round(1000 * seconds / max(1, len(scored)), 3),
+        began=began,
     )

@@ -8,9 +8,8 @@ is written atomically, so a bad input or a crash never leaves a half run behind.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from ..config import RunConfig
 from ..evaluation.plots import learning_curve_png
 from ..tasks import Task
 from ..utils.atomic import atomic_write_text
+from .advice import advise
 from .record import RunRecord, folder_bytes
 from .report import render_report
 
@@ -31,6 +31,7 @@ class RunResult:
     output_dir: Path
     model_dir: Path
     metrics: dict[str, Any]
+    advice: list[str] = field(default_factory=list)  # what the numbers say to do next (see runs.advice)
 
 
 def start_output(cfg: RunConfig) -> None:
@@ -57,7 +58,7 @@ def write_run(record: RunRecord, task: Task, save: Callable[[Path], Any]) -> Run
     metrics.json and report.md.
 
     Args:
-        record: The run; its ``train.wall_s`` and ``artifact_bytes`` are filled in here.
+        record: The run; its ``train.artifact_bytes`` is filled in here.
         task: Draws the task's plots from the test predictions.
         save: Writes the artifact folder it is given.
     """
@@ -70,8 +71,8 @@ def write_run(record: RunRecord, task: Task, save: Callable[[Path], Any]) -> Run
         record.plots += task.plots(record.splits.test, ev.test_predictions, record.labels, out)
     save(out / "model")
     record.train.artifact_bytes = folder_bytes(out / "model")
-    record.train.wall_s = round(time.perf_counter() - record.started, 2)
     metrics = record.metrics()
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    atomic_write_text(out / "report.md", render_report(record))
-    return RunResult(out, out / "model", metrics)
+    advice = advise(record)
+    atomic_write_text(out / "report.md", render_report(record, advice))
+    return RunResult(out, out / "model", metrics, advice)

@@ -29,6 +29,7 @@ class Evaluation:
     baseline: dict[str, Any]  # {"split": "test"|"dev", "name": ..., metrics...}
     test_predictions: list[Any] | None  # the task's predictions on test, for its plots
     ms_per_example: float  # inference time on test (dev without a test set), batched
+    began: float = 0.0  # time.perf_counter() when the final evaluation began: the run's wall_s ends there
 
     def as_dict(self) -> dict[str, Any]:
         scores: dict[str, Any] = {"dev": self.dev}
@@ -42,7 +43,7 @@ class Evaluation:
 class TrainStats:
     """metrics.json's ``train``: cost and settings of the training (zeros when nothing trained)."""
 
-    wall_s: float = 0.0  # the whole run, data reading to the written folder
+    wall_s: float = 0.0  # data reading to the adapted model, before the final evaluation
     train_s: float = 0.0  # training: steps, evaluations, checkpoints
     step_s: float = 0.0  # optimizer steps only: the throughput denominator
     time_to_best_s: float = 0.0
@@ -103,6 +104,7 @@ class RunRecord:
     plots: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.train.wall_s = round(self.evaluation.began - self.started, 2)
         if self.train.ms_per_example is None:
             self.train.ms_per_example = self.evaluation.ms_per_example
 

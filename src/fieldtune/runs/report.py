@@ -10,8 +10,9 @@ HEADLINE = ("f1", "precision", "recall", "accuracy", "macro_f1", "micro_f1", "su
 GENERATION = ("perplexity", "rouge_l", "exact_match")
 
 
-def render_report(record: RunRecord) -> str:
-    """Markdown summary of a run, from its record (the same numbers as metrics.json)."""
+def render_report(record: RunRecord, advice: list[str] = ()) -> str:
+    """Markdown summary of a run, from its record (the same numbers as metrics.json), with the advice
+    :func:`~fieldtune.runs.advice.advise` gives."""
     cfg, ev, stats = record.cfg, record.evaluation, record.train
     params = record.params
     lines = [
@@ -25,6 +26,7 @@ def render_report(record: RunRecord) -> str:
         f"- best dev {record.metric}: {ev.dev.get(record.metric)} at epoch {stats.best_epoch} (step {stats.best_step})",
         f"- training time: {stats.wall_s:.1f} s, {stats.tokens_per_s:.0f} real tokens/s",
         *[f"- note: {n}" for n in record.splits.notes],
+        *([""] + ["## Advice", ""] + [f"- {a}" for a in advice] if advice else []),
         "",
         *_headline(ev.as_dict()),
         *_per_label(ev.test or ev.dev, "test" if ev.test is not None else "dev"),
