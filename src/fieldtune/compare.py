@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .runs.record import folder_bytes
+from .utils.files import folder_bytes
 
 COLUMNS = (
     ("run", "run"),

@@ -21,11 +21,10 @@ from ..artifacts import find_model_dir, is_adapter_dir, read_meta, save_artifact
 from ..data.chat import prompt_ids
 from ..errors import UserError
 from ..inference import forward_logits
+from ..methods import get_method
 from ..predict.loaders import load_artifact, load_llm_artifact
 from ..tasks import get_task
 from . import parity
-
-MERGEABLE = ("lora", "ia3")  # weight updates; prompt_tuning / prefix add inputs, there is nothing to fold in
 
 
 def default_merged_dir(model_dir: Path) -> Path:
@@ -58,7 +57,7 @@ def merge_adapter(model: str | Path, output: str | Path | None = None, console: 
             path=model_dir,
             hint="--merge is for runs trained with method lora or ia3",
         )
-    if method not in MERGEABLE:
+    if not get_method(method).mergeable:  # prompt_tuning / prefix add inputs: there is nothing to fold in
         raise UserError(
             f"method {method} can't be merged into the weights: its virtual tokens are extra inputs, not weight "
             "updates",

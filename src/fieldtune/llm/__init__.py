@@ -1,10 +1,10 @@
-"""Decoder LLMs (causal LMs): prompting, classification as generation, instruction tuning.
+"""Decoder LLMs (causal LMs) as components the recipes and predictors share.
 
-model       the chat template, prompt/response encoding with the loss on response tokens only
-            (loading the model: fieldtune.models.causal_lm; the predictors: fieldtune.predict)
+classify    label scoring: each label's answer scored after the prompt (a token trie, a cached shared
+            prefix, contextual calibration), in-context shot selection, LLMClassifier
+generation  answer perplexity and generation (greedy / sampled, batched, streamed, cancellable)
+ner         NER by prompting: entities as JSON, parsed strictly, mapped to words and character offsets
 
-run         train_llm: the runner `fieldtune train` calls for a decoder
-classify    classification: label scoring (zero_shot, in_context) and training to emit the label
-instruct    task causal_lm: instruction tuning, generation
-ner         zero-shot NER: entities as JSON, parsed strictly, mapped to character offsets
+Chat encoding is in fieldtune.data.chat, loading in fieldtune.models.causal_lm, the runs in
+fieldtune.recipes (llm_classify, instruct, llm_ner), the predictors in fieldtune.predict.
 """

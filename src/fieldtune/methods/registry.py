@@ -16,6 +16,11 @@ from typing import Any
 from ..errors import UserError
 
 MODEL_KINDS = ("encoder", "causal_lm")
+# what to point model: at when a cell needs the other kind of model
+MODEL_HINTS = {
+    "encoder": "model: minilm (or a local encoder folder / hub id)",
+    "causal_lm": "model: smollm2 (or a local causal LM folder / hub id)",
+}
 
 
 @dataclass(frozen=True)
@@ -94,20 +99,26 @@ def check(task: str, method: str, kind: str, model: str) -> str:
     recipe = spec.recipe(task, kind)
     if recipe is not None:
         return recipe
-    other = [k for k in MODEL_KINDS if spec.recipe(task, k)]
     model_words = {"encoder": "an encoder", "causal_lm": "a decoder (causal LM)"}
+    other = next((k for k in MODEL_KINDS if spec.recipe(task, k)), None)
     if other:
-        why = f"method {method} with task {task} needs {model_words[other[0]]}, and {model!r} is {model_words[kind]}"
+        why = f"method {method} with task {task} needs {model_words[other]}, and {model!r} is {model_words[kind]}"
     else:
         why = f"method {method} does not support task {task}"
-    alternatives = methods_for(task, kind)
     specific = spec.hints.get(f"{kind}:{task}") or spec.hints.get(kind) or spec.hints.get(task)
-    hint = specific or (
-        f"with {model_words[kind]}, task {task} supports method: {', '.join(alternatives)}"
-        if alternatives
-        else f"task {task} needs {model_words[MODEL_KINDS[1 - MODEL_KINDS.index(kind)]]}"
-    )
-    raise UserError(why, hint=hint)
+    elsewhere = f"; method {method} needs {MODEL_HINTS[other]}" if other and methods_for(task, kind) else ""
+    raise UserError(why, hint=specific or _alternatives(task, kind) + elsewhere)
+
+
+def _alternatives(task: str, kind: str) -> str:
+    """What does work: other methods with this model, else a model of the kind the task needs."""
+    here = methods_for(task, kind)
+    if here:
+        return f"with this model, task {task} supports method: {', '.join(here)}"
+    kinds = [k for k in MODEL_KINDS if methods_for(task, k)]
+    if kinds:
+        return f"task {task} needs {MODEL_HINTS[kinds[0]]}, with method: {', '.join(methods_for(task, kinds[0]))}"
+    return f"no registered method supports task {task}"
 
 
 def describe_methods() -> list[tuple[str, str, str]]:

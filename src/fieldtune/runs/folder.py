@@ -19,8 +19,9 @@ from ..config import RunConfig
 from ..evaluation.plots import learning_curve_png
 from ..tasks import Task
 from ..utils.atomic import atomic_write_text
+from ..utils.files import folder_bytes
 from .advice import advise
-from .record import RunRecord, folder_bytes
+from .record import RunRecord
 from .report import render_report
 
 

@@ -123,8 +123,3 @@ class RunRecord:
     def metrics(self) -> dict[str, Any]:
         """metrics.json."""
         return {**self.evaluation.as_dict(), "train": self.train.as_dict()}
-
-
-def folder_bytes(path: Path) -> int:
-    """Bytes of the files under ``path`` (an artifact's size on disk)."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

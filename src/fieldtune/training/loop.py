@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig
 from ..errors import UserError
 from ..utils.atomic import replace_dir
-from ..utils.progress import progress_bar
+from ..utils.progress import log_line, progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
 from .optim import build_optimizer, build_scheduler
 
@@ -120,6 +120,7 @@ class Loop:
                 if not cfg.eval_every or state.step % cfg.eval_every:
                     self._eval()
                 continue
+            bar.close()
             break
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
@@ -184,6 +185,9 @@ class Loop:
         }
         self._loss_sum, self._loss_n = 0.0, 0
         state.history.append(record)
+        best = " (best)" if improved else ""
+        line = f"eval at epoch {record['epoch']}, step {state.step}: dev {self.metric} {value:.4f}{best}"
+        log_line(f"{line}, train loss {record['train_loss']:.4f}", self.progress and acc.is_main_process)
         if acc.is_main_process:
             self.on_eval(record)
         if self.ckpt_dir is not None and self.cfg.checkpoint:

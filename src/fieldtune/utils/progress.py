@@ -62,6 +62,13 @@ def progress_bar(
     return LineProgress(iterable, desc=desc, total=total, initial=initial, unit=unit, disable=disable, file=file)
 
 
+def log_line(text: str, enabled: bool = True, file: IO[str] | None = None) -> None:
+    """One plain line where there are no bars to show progress (a log file, CI, cron): e.g. each
+    evaluation of a training run. On a terminal the bars say it already, so nothing is written."""
+    if enabled and not (is_terminal(file) or (file is None and in_notebook())):
+        print(text, file=file or sys.stderr, flush=True)
+
+
 class LineProgress:
     """Counts like a tqdm bar but draws nothing; writes one plain line when it finishes, e.g.
     ``epoch 1/3: 120/120 it in 8.2s, loss=0.4123``."""
@@ -87,10 +94,12 @@ class LineProgress:
     def __iter__(self) -> Iterator[Any]:
         if self.iterable is None:
             raise TypeError("LineProgress was made without an iterable: use update()")
-        for item in self.iterable:
-            yield item
-            self.n += 1
-        self.close()
+        try:
+            for item in self.iterable:
+                yield item
+                self.n += 1
+        finally:  # also when the consumer stops early (early stopping breaks out of an epoch)
+            self.close()
 
     def __enter__(self) -> LineProgress:
         return self
