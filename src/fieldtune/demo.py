@@ -40,5 +40,7 @@ def run_demo(output: Path, console: Console) -> None:
         predictor = load(result.model_dir)
         for text in EXAMPLES[name]:
             console.print(f"  {text!r}\n    -> {predictor.predict(text)}", highlight=False)
+        for advice in result.advice:
+            console.print(f"  advice: {advice}", highlight=False, markup=False)
         console.print(f"  report: {result.output_dir / 'report.md'}")
     console.print(table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-import time
+from datetime import datetime
 from typing import Any
 
 import accelerate
@@ -54,7 +54,9 @@ def artifact_meta(
         "sizes": record.splits.sizes(),
         "notes": record.splits.notes,
         "versions": _versions(adapter),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # to the microsecond: the registry's model version hashes it with the data, and two runs of the same
+        # data within one second (e.g. two seeds of a tiny model) must not get the same version
+        "created": datetime.now().astimezone().isoformat(timespec="microseconds"),
     }
 
 
