@@ -48,7 +48,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     stats = _stats(cfg, body, head, found, time.perf_counter() - tick)
     meta = {"task": cfg.task, "labels": labels, "max_length": max_length, "state": state}
     predictor = EmbeddingPredictor(body, head, meta, cfg.train.eval_batch_size)
-    evaluation = evaluate_splits(predictor.predict_examples, task, splits, labels)
+    evaluation = evaluate_splits(lambda _, ex: predictor.predict_examples(ex), task, splits, labels)
     record = RunRecord(cfg, splits, labels, evaluation, stats, [], started)
     frozen = cfg.method == "zero_shot" or cfg.setfit.body_epochs == 0  # the artifact references the base model
     meta = artifact_meta(record, state, max_length, kind="embedding", base_fingerprint=frozen)

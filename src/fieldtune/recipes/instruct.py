@@ -59,11 +59,11 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     model.eval()
     batch = min(cfg.train.eval_batch_size, PERPLEXITY_BATCH)
 
-    def answers(examples: list[Any]) -> list[str]:
+    def answers(_: str, examples: list[Any]) -> list[str]:
         return generate_answers(model, tokenizer, [ex.chat for ex in examples], cfg.prompt.max_new_tokens)
 
-    def perplexity(examples: list[Any], _: list[str]) -> dict[str, float]:
-        return answer_perplexity(model, task.encode(examples, tokenizer, {}, max_length), batch, pad_id)
+    def perplexity(split: str, *_: Any) -> dict[str, float]:
+        return answer_perplexity(model, encoded[split], batch, pad_id)
 
     evaluation = evaluate_splits(answers, task, splits, [], extra=perplexity)
     record = RunRecord(cfg, splits, [], evaluation, stats, history, started)

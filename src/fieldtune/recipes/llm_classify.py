@@ -38,7 +38,8 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     setup.set_threads(cfg)
     lm = load_causal_lm(cfg.model, attention=setup.attention(cfg))
     max_length = cfg.train.max_length or DEFAULT_MAX_LENGTH
-    if get_method(cfg.method).trains:
+    trained = get_method(cfg.method).trains
+    if trained:
         clf, stats, history = _train(cfg, task, splits, labels, state, lm, max_length, resume, progress)
         pool = None
     else:
@@ -49,9 +50,8 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
             state["prior"] = clf.log_prior().tolist()
         stats = TrainStats(total_params=count_parameters(lm.model)["total"], attention=setup.attention(cfg))
         history = []
-    evaluation = evaluate_splits(lambda ex: clf.probabilities([e.text for e in ex]), task, splits, labels)
+    evaluation = evaluate_splits(lambda _, ex: clf.probabilities([e.text for e in ex]), task, splits, labels)
     record = RunRecord(cfg, splits, labels, evaluation, stats, history, started)
-    trained = get_method(cfg.method).trains
     meta = artifact_meta(record, state, max_length, kind="llm", base_fingerprint=None if trained else True)
     weights = clf.model if trained else None
 

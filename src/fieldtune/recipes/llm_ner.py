@@ -34,14 +34,13 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     start_output(cfg)
     batch = min(cfg.train.eval_batch_size, GENERATION_BATCH)
     tagger = LLMTagger(lm.model, lm.tokenizer, prompt, cfg.prompt.max_new_tokens, batch)
-    counts: dict[str, int] = {}
+    counts: dict[str, dict[str, int]] = {}  # per split: what went wrong, reported with its metrics
 
-    def predict(examples: list) -> list:
-        preds, found = tag_sentences(tagger, examples)
-        counts.update(found)  # reported with the split's metrics
+    def predict(split: str, examples: list) -> list:
+        preds, counts[split] = tag_sentences(tagger, examples)
         return preds
 
-    evaluation = evaluate_splits(predict, task, splits, labels, extra=lambda *_: dict(counts))
+    evaluation = evaluate_splits(predict, task, splits, labels, extra=lambda split, *_: counts[split])
     stats = TrainStats(total_params=count_parameters(lm.model)["total"])
     record = RunRecord(cfg, splits, labels, evaluation, stats, [], started)
     state = {"prompt": prompt, "max_new_tokens": cfg.prompt.max_new_tokens}

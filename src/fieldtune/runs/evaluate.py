@@ -11,8 +11,8 @@ from ..data.prepare import Splits
 from ..tasks import Task
 from .record import Evaluation
 
-Predict = Callable[[list[Example]], list[Any]]  # examples -> the task's predictions
-Extra = Callable[[list[Example], list[Any]], dict[str, Any]]  # more metrics of a split (e.g. perplexity)
+Predict = Callable[[str, list[Example]], list[Any]]  # (split name, its examples) -> the task's predictions
+Extra = Callable[[str, list[Example], list[Any]], dict[str, Any]]  # more metrics of a split (e.g. perplexity)
 
 
 def evaluate_splits(
@@ -20,7 +20,8 @@ def evaluate_splits(
 ) -> Evaluation:
     """Score ``predict`` on dev and test with the task's metrics (plus ``extra``'s), the task's
     baseline on the scored split (test, else dev), and the milliseconds per example of predicting
-    that split in batches (the number `fieldtune compare` reports).
+    that split in batches (the number `fieldtune compare` reports). Both callables get the split's name
+    (``dev`` / ``test``), so a recipe can reuse what it computed for that split already.
     """
     began = time.perf_counter()
     scores: dict[str, dict[str, Any]] = {}
@@ -30,11 +31,11 @@ def evaluate_splits(
         if not examples:
             continue
         tick = time.perf_counter()
-        predictions[name] = predict(examples)
+        predictions[name] = predict(name, examples)
         seconds = time.perf_counter() - tick  # the last split scored: test when there is one
         scores[name] = task.metrics(examples, predictions[name], labels)
         if extra is not None:
-            scores[name].update(extra(examples, predictions[name]))
+            scores[name].update(extra(name, examples, predictions[name]))
     scored = splits.test or splits.dev
     baseline = {"split": "test" if splits.test else "dev", **task.baseline(splits.train, scored, labels)}
     return Evaluation(

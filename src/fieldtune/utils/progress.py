@@ -32,10 +32,14 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+def bars_shown(file: IO[str] | None = None) -> bool:
+    """Are progress bars seen where ``file`` (default stderr) goes: a terminal, or a notebook's widget?"""
+    return is_terminal(file) or (file is None and in_notebook())
+
+
 def show_bars(enabled: bool = True) -> bool:
-    """Should a library draw its own progress bars (``show_progress_bar=...``)? Only on a terminal
-    or in a notebook."""
-    return enabled and (is_terminal() or in_notebook())
+    """Should a library draw its own progress bars (``show_progress_bar=...``)? Only where they are seen."""
+    return enabled and bars_shown()
 
 
 def progress_bar(
@@ -55,7 +59,7 @@ def progress_bar(
     Takes tqdm's arguments and both results offer what callers use of tqdm: iteration,
     ``update``, ``set_postfix``, ``close`` and ``with``.
     """
-    if is_terminal(file) or (file is None and in_notebook()):
+    if bars_shown(file):
         return tqdm(
             iterable, desc=desc, total=total, initial=initial, unit=unit, disable=disable, leave=leave, file=file
         )
@@ -65,7 +69,7 @@ def progress_bar(
 def log_line(text: str, enabled: bool = True, file: IO[str] | None = None) -> None:
     """One plain line where there are no bars to show progress (a log file, CI, cron): e.g. each
     evaluation of a training run. On a terminal the bars say it already, so nothing is written."""
-    if enabled and not (is_terminal(file) or (file is None and in_notebook())):
+    if enabled and not bars_shown(file):
         print(text, file=file or sys.stderr, flush=True)
 
 
