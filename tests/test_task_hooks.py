@@ -14,6 +14,7 @@ from fieldtune.config import TrainConfig
 from fieldtune.data.examples import TaggedSentence, TextExample
 from fieldtune.errors import UserError
 from fieldtune.tasks import get_task, task_names
+from fieldtune.training.budget import plan_budget
 from fieldtune.training.loop import Loop
 
 LABELS = ["card_arrival", "pin_blocked"]
@@ -211,6 +212,15 @@ def test_the_loop_gives_the_loss_the_labelled_words_of_an_average_batch():
     ]
     cfg = TrainConfig(epochs=1, batch_size=2, checkpoint=False, lr=1e-2, group_by_length=False, packing=False)
     Loop(
-        _Tagger(), features, lambda m: {"f1": 0.5}, cfg, "f1", Accelerator(cpu=True), 0, progress=False, loss=loss
+        _Tagger(),
+        features,
+        lambda m: {"f1": 0.5},
+        cfg,
+        "f1",
+        Accelerator(cpu=True),
+        0,
+        progress=False,
+        loss=loss,
+        budget=plan_budget(cfg, len(features), "encoder"),
     ).run()
     assert seen and set(seen) == {4.0}

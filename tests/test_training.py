@@ -21,6 +21,7 @@ import fieldtune
 from fieldtune.config import TrainConfig
 from fieldtune.methods import apply_method
 from fieldtune.tasks import get_task
+from fieldtune.training.budget import plan_budget
 from fieldtune.training.loop import Loop
 from fieldtune.zoo import resolve
 
@@ -45,7 +46,18 @@ def test_early_stopping_restores_the_best_weights(tiny_model):
 
     cfg = TrainConfig(epochs=5, batch_size=4, patience=2, checkpoint=False, lr=1e-3)
     loss = get_task("classification").loss
-    state = Loop(model, feats, evaluate, cfg, "accuracy", Accelerator(cpu=True), 0, progress=False, loss=loss).run()
+    state = Loop(
+        model,
+        feats,
+        evaluate,
+        cfg,
+        "accuracy",
+        Accelerator(cpu=True),
+        0,
+        progress=False,
+        loss=loss,
+        budget=plan_budget(cfg, len(feats), "encoder"),
+    ).run()
     assert len(seen) == 4 and state.stopped_early  # 0.6 and 0.7 don't beat 0.8: stop after 2 bad evals
     assert state.best == 0.8 and state.best_epoch == 2.0
     assert torch.equal(model.classifier.weight, seen[1])  # weights of the best evaluation, not the last

@@ -14,6 +14,7 @@ from accelerate import Accelerator
 
 from fieldtune.config import TrainConfig
 from fieldtune.tasks import get_task
+from fieldtune.training.budget import plan_budget
 from fieldtune.training.loop import Loop
 from fieldtune.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_text, staged_dir
 from fieldtune.utils.hashing import file_sha256, files_sha256, json_sha256, text_sha256
@@ -107,7 +108,17 @@ def test_the_training_loop_prints_one_plain_line_per_epoch_off_a_terminal(capsys
     features = [{"input_ids": [1, 2 + i % 5, 3], "labels": i % 2} for i in range(12)]
     cfg = TrainConfig(epochs=3, batch_size=4, checkpoint=False, lr=1e-2)
     loss = get_task("classification").loss
-    Loop(_Tiny(), features, lambda m: {"accuracy": 0.5}, cfg, "accuracy", Accelerator(cpu=True), 0, loss=loss).run()
+    Loop(
+        _Tiny(),
+        features,
+        lambda m: {"accuracy": 0.5},
+        cfg,
+        "accuracy",
+        Accelerator(cpu=True),
+        0,
+        loss=loss,
+        budget=plan_budget(cfg, len(features), "encoder"),
+    ).run()
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("epoch ")]

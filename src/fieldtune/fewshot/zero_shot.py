@@ -1,12 +1,18 @@
 """Zero-shot classification with an encoder: a text gets the label whose description it is most similar to.
 
-Nothing trains; the dev set picks the label template (when labels have no descriptions) and fits one
-temperature, so that the softmax of cosine similarity / T gives calibrated probabilities (raw cosines
-of a sentence encoder sit in a narrow band, e.g. 0.1..0.6: a softmax over them would be almost flat).
+Nothing trains; the dev set picks the label template (when labels have no descriptions) and whether the
+cosines are batch-calibrated (each label's mean cosine over up to ``BATCH_SAMPLE`` training texts
+subtracted: some descriptions sit closer to every text than others), and fits one temperature, so
+that the softmax of (cosine - mean) / T gives calibrated probabilities (raw cosines of a sentence
+encoder sit in a narrow band, e.g. 0.1..0.6: a softmax over them would be almost flat). The mean
+is the head's bias (-mean / T), so the predictor needs nothing new. Measured (minilm, test accuracy,
+uncalibrated -> batch): Financial PhraseBank 0.506 -> 0.634 (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +27,8 @@ from .head import LinearHead, embed
 TEMPLATES = ("{label}", "This text is about {label}.")
 TEMPERATURES = np.geomspace(0.005, 1.0, 80)
 MULTILABEL_T = 0.05  # multi-label: a fixed scale; the threshold on the cosine is what is tuned
+CALIBRATIONS = ("none", "batch")  # single-label; a dev tie goes to none
+BATCH_SAMPLE = 1000  # training texts whose mean cosine per label is the batch prior (~10 s on one thread)
 
 
 def label_word(cfg: RunConfig, label: str) -> str:
@@ -47,29 +55,42 @@ def check_label_keys(cfg: RunConfig, labels: list[str]) -> None:
 
 
 def fit_zero_shot(
-    cfg: RunConfig, body: Any, labels: list[str], dev: list[Example], batch_size: int
+    cfg: RunConfig,
+    body: Any,
+    labels: list[str],
+    dev: list[Example],
+    batch_size: int,
+    train_texts: Sequence[str] = (),
 ) -> tuple[LinearHead, dict[str, Any]]:
-    """The head (label embeddings / T) and the state for fieldtune.json, chosen on ``dev``.
+    """The head (label embeddings / T, bias -mean cosine / T) and the state for fieldtune.json, chosen on ``dev``.
 
     Returns:
-        The head and ``state``: the template, the temperature (single-label) or the threshold on the
-        cosine (multi-label, stored as the sigmoid's 0.5 point) and each template's dev score.
+        The head and ``state``: the template, the calibration (single-label: none / batch, with each
+        label's mean cosine), the temperature (single-label) or the threshold on the cosine (multi-label,
+        stored as the sigmoid's 0.5 point) and each candidate's dev score.
     """
     dev_emb = embed(body, [ex.text for ex in dev], batch_size)
     multilabel = cfg.task == "multilabel"
     described = set(cfg.prompt.label_descriptions or {}) >= set(labels)
     candidates = TEMPLATES[:1] if described else TEMPLATES  # every label described: no template to pick
+    sample = [] if multilabel else _sample(list(train_texts), cfg.train.seed)
+    train_emb = embed(body, sample, batch_size) if sample else None
     scored = []
     for template in candidates:
         label_emb = embed(body, label_texts(cfg, labels, template), batch_size)
         cos = dev_emb @ label_emb.T
-        score = _multilabel_fit(cos, dev, labels)[1] if multilabel else _accuracy(cos, dev, labels)
-        scored.append((score, template, label_emb, cos))
-    best = max(scored, key=lambda s: s[0])  # ties: the first, the plain label
-    _, template, label_emb, cos = best
+        if multilabel:
+            scored.append((_multilabel_fit(cos, dev, labels)[1], template, "none", label_emb, cos, None))
+            continue
+        means = {"none": np.zeros(len(labels), dtype=np.float32)}
+        if train_emb is not None:
+            means["batch"] = (train_emb @ label_emb.T).mean(axis=0)
+        for mode, mean in means.items():
+            scored.append((_accuracy(cos - mean, dev, labels), template, mode, label_emb, cos - mean, mean))
+    _, template, mode, label_emb, cos, mean = max(scored, key=lambda s: s[0])  # ties: the first, simplest
     state: dict[str, Any] = {
         "template": None if described else template,
-        "dev_by_template": {t: round(float(s), 6) for s, t, _, _ in scored},
+        "dev_by_template": {t: round(float(s), 6) for s, t, m, *_ in scored if m == "none"},
     }
     if multilabel:
         threshold, _ = _multilabel_fit(cos, dev, labels)
@@ -77,8 +98,23 @@ def fit_zero_shot(
         state |= {"temperature": MULTILABEL_T, "cosine_threshold": round(threshold, 4), "threshold": 0.5}
         return LinearHead(label_emb / MULTILABEL_T, bias), state
     temperature = fit_temperature(cos, dev, labels)
-    state["temperature"] = temperature
-    return LinearHead(label_emb / temperature, np.zeros(len(labels), dtype=np.float32)), state
+    state |= {
+        "calibrate": mode,
+        "label_mean_cosine": [round(float(v), 6) for v in mean] if mode == "batch" else None,
+        "dev_by_calibration": {f"{t} | {m}": round(float(s), 6) for s, t, m, *_ in scored},
+        "batch_texts": len(sample),
+        "temperature": temperature,
+    }
+    bias = (-mean / temperature).astype(np.float32)
+    return LinearHead(label_emb / temperature, bias), state
+
+
+def _sample(texts: list[str], seed: int) -> list[str]:
+    """At most ``BATCH_SAMPLE`` of ``texts`` (seeded), in their original order."""
+    if len(texts) <= BATCH_SAMPLE:
+        return texts
+    keep = set(random.Random(seed).sample(range(len(texts)), BATCH_SAMPLE))
+    return [t for i, t in enumerate(texts) if i in keep]
 
 
 def _gold_ids(dev: list[Example], labels: list[str]) -> np.ndarray:

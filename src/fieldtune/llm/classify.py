@@ -13,9 +13,11 @@ first tokens are computed once) packed behind the prompt in one forward pass, wi
 letting each trie token see the prompt and its own ancestors only. The part of the prompt every input
 shares (system message, instruction, label list) is computed once and its KV cache reused.
 
-Zero-shot and in-context scores are calibrated (Zhao et al. 2021, contextual calibration): the label
-distribution the model gives content-free inputs ("N/A", "", "[MASK]") is its prior, and each label's
-log-score loses its log prior. Predictions are the softmax of the (calibrated) scores over the labels.
+Zero-shot and in-context scores can be calibrated: each label's log-score loses a log prior, the
+mean label distribution either over real training texts (``batch``, Zhou et al. 2024) or over
+content-free inputs ("N/A", "", "[MASK]"; ``content_free``, Zhao et al. 2021). Which one (or ``none``)
+is chosen on dev by :mod:`fieldtune.llm.calibration` and saved with the prior in the prompt state.
+Predictions are the softmax of the (calibrated) scores over the labels.
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ def prompt_state(cfg: RunConfig, labels: list[str]) -> dict[str, Any]:
     """Everything the prompts depend on, saved in fieldtune.json's ``state`` so the Predictor rebuilds them."""
     words = label_words(cfg, labels)
     instruction = (cfg.prompt.instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(words))
-    calibrate = cfg.prompt.calibrate and not get_method(cfg.method).trains  # trained models learn the label balance
+    calibrate = "none" if get_method(cfg.method).trains else cfg.prompt.calibrate  # trained: learnt the balance
+    if calibrate == "batch" and cfg.method == "in_context":
+        raise UserError(
+            "prompt.calibrate=batch is not available for in_context (the prior depends on each input's shots)",
+            hint="use auto, content_free or none",
+        )
     return {
         "label_words": words,
         "instruction": instruction,
@@ -300,36 +307,59 @@ class LLMClassifier:
         # the part every prompt shares (system message, instruction, label list) runs once
         self.scorer.share_prefix([prompt_ids(tokenizer, conversation(state, t)) for t in ("a b", "c d")])
         self.prior = np.array(state["prior"]) if state.get("prior") is not None else None
+        # the training labels' log-frequencies, added back after calibration when dev chose so (label shift)
+        self.target = np.array(state["label_prior"]) if state.get("label_prior") is not None else None
 
     def log_scores(self, texts: list[str], shots: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
-        """``(texts, labels)`` calibrated log-scores."""
-        shots = shots if shots is not None else self._shots(texts)
-        prompts = [prompt_ids(self.tokenizer, conversation(self.state, t, s)) for t, s in zip(texts, shots)]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            scores = self.scorer.score(prompts, self.state["normalise"])
-        if not self.state["calibrate"]:
+        """``(texts, labels)`` log-scores, calibrated as the state says."""
+        shots = shots if shots is not None else self.select_shots(texts)
+        return self.calibrated(self.log_scores_raw(texts, shots), shots)
+
+    def calibrated(
+        self,
+        scores: np.ndarray,
+        shots: list[list[tuple[str, str]]],
+        mode: str | None = None,
+        prior: Any = None,
+        target: Any = None,
+    ) -> np.ndarray:
+        """Raw ``scores`` less the log prior of ``mode`` (default: the state's) plus the ``target`` label
+        log-prior (default: the state's), a shift: nothing is rescored except in-context content-free
+        priors, which depend on each input's shots."""
+        target = self.target if mode is None else target
+        shifted = self._less_prior(scores, shots, mode or calibration_mode(self.state), prior)
+        return shifted if target is None else shifted + np.asarray(target)[None]
+
+    def _less_prior(self, scores: np.ndarray, shots: list[list[tuple[str, str]]], mode: str, prior: Any) -> np.ndarray:
+        if mode == "none":
             return scores
-        if self.selector is None:
-            return scores - self.log_prior()[None]
-        # in-context: the prior depends on the shots, so it is measured with each input's own shots
-        return np.stack([row - self.log_prior(s) for row, s in zip(scores, shots)])
+        if mode == "content_free" and self.selector is not None:
+            return np.stack([row - self.log_prior(s) for row, s in zip(scores, shots)])
+        prior = self.prior if prior is None else prior
+        if prior is None and mode == "content_free":
+            prior = self.log_prior()
+        if prior is None:
+            raise ValueError(f"calibration {mode} needs a prior in the prompt state")
+        return scores - np.asarray(prior)[None]
 
     def log_prior(self, shots: Sequence[tuple[str, str]] = ()) -> np.ndarray:
         """log of the mean label distribution on the content-free inputs (computed once without shots)."""
-        if not shots and self.prior is not None:
+        if not shots and self.prior is not None and calibration_mode(self.state) == "content_free":
             return self.prior
         free = self.log_scores_raw(list(CONTENT_FREE), [list(shots)] * len(CONTENT_FREE))
-        prior = np.log(_softmax(free).mean(axis=0))
-        if not shots:
+        prior = log_mean_probability(free)
+        if not shots and calibration_mode(self.state) == "content_free":
             self.prior = prior
         return prior
 
-    def log_scores_raw(self, texts: list[str], shots: list[list[tuple[str, str]]]) -> np.ndarray:
+    def log_scores_raw(self, texts: list[str], shots: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
+        """``(texts, labels)`` uncalibrated log-scores (shots chosen here when not given)."""
+        shots = shots if shots is not None else self.select_shots(texts)
         prompts = [prompt_ids(self.tokenizer, conversation(self.state, t, s)) for t, s in zip(texts, shots)]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             return self.scorer.score(prompts, self.state["normalise"])
 
-    def _shots(self, texts: list[str]) -> list[list[tuple[str, str]]]:
+    def select_shots(self, texts: list[str]) -> list[list[tuple[str, str]]]:
         if self.selector is None:
             return [[] for _ in texts]
         words = dict(zip(self.labels, self.words))
@@ -337,8 +367,24 @@ class LLMClassifier:
 
     def probabilities(self, texts: list[str]) -> list[dict[str, float]]:
         """Per text ``{label: probability}``, like the encoder classification task's ``decode``."""
-        probs = _softmax(self.log_scores(texts))
-        return [dict(zip(self.labels, row.tolist())) for row in probs]
+        return self.as_dicts(self.log_scores(texts))
+
+    def as_dicts(self, scores: np.ndarray) -> list[dict[str, float]]:
+        """``{label: probability}`` per row of (calibrated) log-scores."""
+        return [dict(zip(self.labels, row.tolist())) for row in _softmax(scores)]
+
+
+def calibration_mode(state: dict[str, Any]) -> str:
+    """The state's calibration: none / batch / content_free (artifacts before the choice saved true / false)."""
+    mode = state.get("calibrate", False)
+    if isinstance(mode, bool):
+        return "content_free" if mode else "none"
+    return mode
+
+
+def log_mean_probability(scores: np.ndarray) -> np.ndarray:
+    """log of the mean over rows of softmax(``scores``): a label prior from a batch of inputs."""
+    return np.log(_softmax(scores).mean(axis=0))
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -38,6 +38,8 @@ class MethodSpec:
         adapt: ``(model, options) -> module to train`` for methods that choose the trainable parameters.
         hints: Why a cell is refused and what to do instead, keyed ``"kind:task"``, ``kind`` or ``task``
             (the most specific wins); without one the error lists the methods that do support the cell.
+        lr: The default peak learning rate per model kind (``train.lr: null``), for methods that train
+            with the shared loop: fewer trainable parameters need larger steps.
     """
 
     name: str
@@ -49,6 +51,7 @@ class MethodSpec:
     section: str | None = None
     adapt: Callable[..., Any] | None = None
     hints: dict[str, str] = field(default_factory=dict)
+    lr: dict[str, float] = field(default_factory=dict)
 
     def recipe(self, task: str, kind: str) -> str | None:
         return self.recipes.get(kind, {}).get(task)
@@ -132,5 +135,7 @@ def describe_methods() -> list[tuple[str, str, str]]:
             if on
         )
         settings = f"; settings: {spec.section}" if spec.section else ""
-        rows.append((spec.name, cells, f"{spec.description}{' (' + traits + ')' if traits else ''}{settings}"))
+        lrs = ", ".join(f"{kind} {lr:g}" for kind, lr in spec.lr.items())
+        lr = f"; default lr: {lrs}" if lrs else ""
+        rows.append((spec.name, cells, f"{spec.description}{' (' + traits + ')' if traits else ''}{settings}{lr}"))
     return rows

@@ -148,12 +148,18 @@ def check_backend(backend: str, allowed: tuple[str, ...], message: str, hint: st
 
 def predict_texts(predictor: Any, texts: str | list[str], top_k: int | None = None) -> Any:
     """``predict`` of every predictor kind: checks the texts, builds the task's examples, and shapes
-    the outputs; ``predictor`` gives ``task`` and ``predict_examples``."""
+    the outputs (with the artifact's abstention and conformal sets, :meth:`Task.trusted_output`);
+    ``predictor`` gives ``task``, ``meta`` and ``predict_examples``."""
     single = isinstance(texts, str)
     batch = checked_texts(texts)
     examples = [predictor.task.from_text(t) for t in batch]
     predictions = predictor.predict_examples(examples)
-    outputs = [predictor.task.to_output(t, ex, p, top_k) for t, ex, p in zip(batch, examples, predictions)]
+    state = (getattr(predictor, "meta", None) or {}).get("state") or {}  # abstention / conformal settings
+    task = predictor.task
+    outputs = [
+        task.trusted_output(task.to_output(t, ex, p, top_k), p, state, top_k)
+        for t, ex, p in zip(batch, examples, predictions)
+    ]
     return outputs[0] if single else outputs
 
 

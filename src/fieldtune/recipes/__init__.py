@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, load_config
+from ..errors import UserError
 from ..methods import check
 from ..runs import RunResult
 from ..utils.hf import offline_env
@@ -33,6 +34,11 @@ def plan(cfg: RunConfig) -> Recipe:
     recipe = get_recipe(check(cfg.task, cfg.method, kind, cfg.model))
     if recipe.validate is not None:
         recipe.validate(cfg)
+    if cfg.abstain.enabled and not recipe.calibrates:
+        raise UserError(
+            f"abstain: method {cfg.method!r} does not fit abstention thresholds or conformal sets",
+            hint="use a fine-tuning method of an encoder (full, freeze, head, lora, ...), or remove abstain:",
+        )
     return recipe
 
 

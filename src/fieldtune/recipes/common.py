@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from ..config import RunConfig
 from ..data.prepare import Splits, prepare_splits
 from ..runs import eval_logger
 from ..tasks import Task, get_task
+from ..training.budget import Budget, plan_budget
 from ..training.loop import Loop, LoopState
 
 
@@ -31,18 +33,24 @@ def fit(
     pad_id: int,
     *,
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
+    kind: str,
     resume: bool = False,
     progress: bool = True,
-) -> tuple[torch.nn.Module, LoopState]:
-    """Train with :class:`Loop` on ``loss`` (a task's :meth:`~fieldtune.tasks.base.Task.loss`): early
-    stopping on dev, checkpoints under ``output/checkpoints``, each evaluation appended to ``log.jsonl``;
-    the best weights restored.
+) -> tuple[torch.nn.Module, LoopState, Budget]:
+    """Train with :class:`Loop` on ``loss`` (a task's :meth:`~fieldtune.tasks.base.Task.loss`) within the
+    budget :func:`~fieldtune.training.budget.plan_budget` sets for this data and ``kind`` of model
+    (``"encoder"`` / ``"causal_lm"``): early stopping on dev, checkpoints under ``output/checkpoints``, each
+    evaluation appended to ``log.jsonl``; the best weights restored.
 
     Returns:
         The trained model without accelerate's wrappers (so the final metrics are those of the saved
-        artifact, which predicts in fp32; bf16 autocast, where on, was for training and model selection)
-        and the loop's final state.
+        artifact, which predicts in fp32; bf16 autocast, where on, was for training and model selection),
+        the loop's final state and the budget it ran.
     """
+    budget = plan_budget(cfg.train, len(features), kind, cfg.method)
+    if progress and accelerator.is_main_process:  # on a terminal too: the settings chosen for the user
+        for reason in budget.why:
+            print(f"budget: {reason}", file=sys.stderr, flush=True)
     loop = Loop(
         model,
         features,
@@ -55,6 +63,7 @@ def fit(
         on_eval=eval_logger(cfg),
         progress=progress,
         loss=loss,
+        budget=budget,
     )
     state = loop.run(resume=resume)
-    return accelerator.unwrap_model(loop.model, keep_fp32_wrapper=False), state
+    return accelerator.unwrap_model(loop.model, keep_fp32_wrapper=False), state, budget

@@ -1,6 +1,7 @@
 """Recipe ``embedding``: sentence embeddings + a linear head, for classification with an encoder.
 
-zero_shot: the label descriptions are embedded and dev picks the template and temperature; setfit:
+zero_shot: the label descriptions are embedded and dev picks the template, the calibration (none, or each
+label's mean cosine over the training texts subtracted) and the temperature; setfit:
 contrastive fine-tuning of the encoder on pairs of the (few) training examples, then a logistic-regression
 head. Evaluated through the same predictor the artifact reloads as (fieldtune.json ``kind: embedding``).
 No checkpoints: nothing here trains for long, so ``--resume`` simply starts again.
@@ -40,7 +41,8 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     tick = time.perf_counter()
     if cfg.method == "zero_shot":
         body.max_seq_length = max_length
-        head, state = fit_zero_shot(cfg, body, labels, splits.dev, cfg.train.eval_batch_size)
+        train_texts = [ex.text for ex in splits.train]  # unlabelled use: the batch calibration's mean cosines
+        head, state = fit_zero_shot(cfg, body, labels, splits.dev, cfg.train.eval_batch_size, train_texts)
         found: dict[str, Any] = {"steps": 0}
     else:
         body, head, found = train_setfit(cfg, labels, splits.train, max_length, progress, body)

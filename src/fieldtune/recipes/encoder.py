@@ -14,6 +14,7 @@ from ..inference import forward_logits
 from ..methods import apply_method
 from ..models.encoder import load_encoder
 from ..runs import RunRecord, RunResult, TrainStats, artifact_meta, evaluate_splits, start_output, write_run
+from ..runs.trust import fit_trust
 from ..training import setup
 from .common import fit, read_data
 from .registry import Recipe, register_recipe
@@ -40,22 +41,38 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         decoded = task.decode(splits.dev, encoded["dev"], logits(m, encoded["dev"]), id2label, {})
         return task.metrics(splits.dev, decoded, labels)
 
-    model, state = fit(
-        cfg, model, encoded["train"], dev_metrics, accelerator, pad_id, loss=task.loss, resume=resume, progress=progress
+    model, state, budget = fit(
+        cfg,
+        model,
+        encoded["train"],
+        dev_metrics,
+        accelerator,
+        pad_id,
+        loss=task.loss,
+        kind="encoder",
+        resume=resume,
+        progress=progress,
     )
     model.eval()
     dev_logits = logits(model, encoded["dev"])
-    tuned = task.tune(splits.dev, encoded["dev"], dev_logits, labels)  # e.g. a multi-label threshold
+    tuned = task.tune(splits.dev, encoded["dev"], dev_logits, labels)  # a temperature, a multi-label threshold
+    calibrated = task.decode(splits.dev, encoded["dev"], dev_logits, id2label, tuned)
+    tuned.update(fit_trust(cfg.abstain, task, splits.dev, calibrated))  # abstention, conformal q̂
+    seen: dict[str, list[Any]] = {}  # each split's logits, as predict computed them
 
     def predict(split: str, examples: list[Any]) -> list[Any]:
         # the splits are tokenised already; the timed split (test, else dev) is a batched forward + decode,
         # as ms_per_example has always measured it, so dev's logits from tune are reused only when untimed
         reuse = split == "dev" and splits.test
-        scores = dev_logits if reuse else logits(model, encoded[split])
+        scores = seen[split] = dev_logits if reuse else logits(model, encoded[split])
         return task.decode(examples, encoded[split], scores, id2label, tuned)
 
-    evaluation = evaluate_splits(predict, task, splits, labels)
-    stats = TrainStats.from_loop(cfg, state, accelerator, params)
+    def uncalibrated(split: str, examples: list[Any]) -> list[Any]:  # the same logits, no temperature: ECE before
+        raw = {k: v for k, v in tuned.items() if k != "temperature_scaling"}
+        return task.decode(examples, encoded[split], seen[split], id2label, raw)
+
+    evaluation = evaluate_splits(predict, task, splits, labels, uncalibrated=uncalibrated, state=tuned)
+    stats = TrainStats.from_loop(cfg, state, accelerator, params, budget)
     record = RunRecord(cfg, splits, labels, evaluation, stats, state.history, started)
     if accelerator.is_main_process:  # one process writes the run folder; the others wait for it
         meta = artifact_meta(record, tuned, enc.max_length)
@@ -66,4 +83,4 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     return result
 
 
-register_recipe(Recipe("encoder", run))
+register_recipe(Recipe("encoder", run, calibrates=True))

@@ -88,10 +88,19 @@ def _train(cfg: RunConfig, lm: CausalLM, encoded: dict[str, list], accelerator: 
 
     answer_loss = get_task("causal_lm").loss
     train = encoded["train"]
-    model, state = fit(
-        cfg, model, train, dev_metrics, accelerator, pad_id, loss=answer_loss, resume=resume, progress=progress
+    model, state, budget = fit(
+        cfg,
+        model,
+        train,
+        dev_metrics,
+        accelerator,
+        pad_id,
+        loss=answer_loss,
+        kind="causal_lm",
+        resume=resume,
+        progress=progress,
     )
-    return model, TrainStats.from_loop(cfg, state, accelerator, params), state.history
+    return model, TrainStats.from_loop(cfg, state, accelerator, params, budget), state.history
 
 
 def _generation_scores(cfg: RunConfig, model: Any, tokenizer: Any, features: list[dict]) -> dict[str, Any]:

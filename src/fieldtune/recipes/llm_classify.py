@@ -1,9 +1,9 @@
 """Recipe ``llm_classify``: text classification with a causal LM, the label words being its answer.
 
-zero_shot / in_context: no training; label scoring (calibrated), the artifact is the prompt state, the
-tokenizer and a reference to the base model (+ the shot pool for in_context). Any weight method (lora,
-ia3, prompt_tuning, full, freeze): the model learns to answer with the label words, model selection on
-dev accuracy from the same label scorer.
+zero_shot / in_context: no training; label scoring, calibrated as dev chooses (``llm.calibration``); the
+artifact is the prompt state (with the calibration and its prior), the tokenizer and a reference to the
+base model (+ the shot pool for in_context). Any weight method (lora, ia3, prompt_tuning, full, freeze):
+the model learns to answer with the label words, model selection on dev accuracy from the same label scorer.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..artifacts import save_artifact
 from ..config import RunConfig
 from ..data.chat import encode_turn
 from ..data.prepare import Splits
+from ..llm.calibration import choose_calibration
 from ..llm.classify import DEFAULT_MAX_LENGTH, POOL_FILE, LLMClassifier, conversation, prompt_state
 from ..methods import apply_method, count_parameters, get_method
 from ..models.causal_lm import CausalLM, load_causal_lm
@@ -41,16 +43,23 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     trained = get_method(cfg.method).trains
     if trained:
         clf, stats, history = _train(cfg, task, splits, labels, state, lm, max_length, resume, progress)
-        pool = None
+        pool, dev_scores = None, None
     else:
         start_output(cfg)
         pool = [(ex.text, ex.labels[0]) for ex in splits.train] if cfg.method == "in_context" else None
         clf = LLMClassifier(lm.model.eval(), lm.tokenizer, labels, state, pool, max_length)
-        if state["calibrate"]:
-            state["prior"] = clf.log_prior().tolist()
-        stats = TrainStats(total_params=count_parameters(lm.model)["total"], attention=setup.attention(cfg))
+        dev_scores, extra = _calibrate(cfg, clf, task, splits, labels)
+        stats = TrainStats(
+            total_params=count_parameters(lm.model)["total"], attention=setup.attention(cfg), extra=extra
+        )
         history = []
-    evaluation = evaluate_splits(lambda _, ex: clf.probabilities([e.text for e in ex]), task, splits, labels)
+
+    def predict(split: str, examples: list[Any]) -> list[dict[str, float]]:
+        if split == "dev" and dev_scores is not None:  # dev was scored choosing the calibration
+            return clf.as_dicts(dev_scores)
+        return clf.probabilities([e.text for e in examples])
+
+    evaluation = evaluate_splits(predict, task, splits, labels)
     record = RunRecord(cfg, splits, labels, evaluation, stats, history, started)
     meta = artifact_meta(record, state, max_length, kind="llm", base_fingerprint=None if trained else True)
     weights = clf.model if trained else None
@@ -88,11 +97,41 @@ def _train(
 
     pad_id = lm.tokenizer.pad_token_id
     answer_loss = get_task("causal_lm").loss  # trained as generation: the label word is the answer
-    model, loop_state = fit(
-        cfg, model, features, dev_metrics, accelerator, pad_id, loss=answer_loss, resume=resume, progress=progress
+    model, loop_state, budget = fit(
+        cfg,
+        model,
+        features,
+        dev_metrics,
+        accelerator,
+        pad_id,
+        loss=answer_loss,
+        kind="causal_lm",
+        resume=resume,
+        progress=progress,
     )
     clf = LLMClassifier(model.eval(), lm.tokenizer, labels, state, None, max_length)  # fp32, as the artifact predicts
-    return clf, TrainStats.from_loop(cfg, loop_state, accelerator, params), loop_state.history
+    return clf, TrainStats.from_loop(cfg, loop_state, accelerator, params, budget), loop_state.history
+
+
+def _calibrate(
+    cfg: RunConfig, clf: LLMClassifier, task: Task, splits: Splits, labels: list[str]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """zero_shot / in_context: choose the calibration on dev (``prompt.calibrate``), saved in the state."""
+    metric = cfg.selection_metric()
+    dev = splits.dev
+
+    def dev_metric(scores: np.ndarray) -> float:
+        return float(task.metrics(dev, clf.as_dicts(scores), labels)[metric])
+
+    return choose_calibration(
+        clf,
+        clf.state["calibrate"],
+        [ex.text for ex in splits.train],
+        [ex.text for ex in dev],
+        dev_metric,
+        cfg.train.seed,
+        np.array([sum(ex.labels[0] == label for ex in splits.train) for label in labels], dtype=np.float64),
+    )
 
 
 def _pool_writer(pool: list[tuple[str, str]] | None) -> Any:

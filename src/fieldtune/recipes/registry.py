@@ -20,11 +20,13 @@ class Recipe:
         name: The name methods refer to in their ``recipes`` table.
         run: Reads the data, adapts, evaluates and writes the run folder.
         validate: Checks the config further (no data read, no weights loaded); raises UserError.
+        calibrates: Honours ``abstain:`` (a threshold and conformal sets fitted on dev, saved).
     """
 
     name: str
     run: Run
     validate: Callable[[RunConfig], None] | None = None
+    calibrates: bool = False  # fits abstention thresholds / conformal sets (config section ``abstain``)
 
 
 _RECIPES: dict[str, Recipe] = {}

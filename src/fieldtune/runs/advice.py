@@ -35,11 +35,18 @@ def _still_improving(record: RunRecord) -> str | None:
     if not still_improving(record.history):
         return None
     last = [h for h in record.history if h.get("event") == "eval"][-1]
-    cfg = record.cfg.train
+    budget = record.train.budget
+    epochs = max(1, round(float(last["epoch"])))
+    if record.train.stop_reason == "time limit":
+        longer = f"train.max_minutes (the run stopped at its time limit after {epochs} epochs)"
+    elif budget.get("automatic"):
+        longer = f"train.epochs={2 * epochs}: the automatic budget planned {budget['epochs']}"
+    else:
+        longer = f"train.epochs={2 * epochs}"
     return (
         f"still improving: dev {record.metric} was best at the last evaluation (epoch {last['epoch']}, step "
         f"{last['step']}) and the training loss was still falling ({last['train_loss']:.4f}); train longer "
-        f"(train.epochs={2 * cfg.epochs}; early stopping keeps the best) or raise train.lr (now {cfg.lr:g})"
+        f"({longer}; early stopping keeps the best) or raise train.lr (now {budget.get('lr', 0):g})"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig
+from ..evaluation.calibration_plots import calibration_png, precision_coverage_png
 from ..evaluation.plots import learning_curve_png
 from ..tasks import Task
 from ..utils.atomic import atomic_write_text
@@ -70,6 +71,13 @@ def write_run(record: RunRecord, task: Task, save: Callable[[Path], Any]) -> Run
     ev = record.evaluation
     if ev.test_predictions is not None:
         record.plots += task.plots(record.splits.test, ev.test_predictions, record.labels, out)
+    if ev.calibration:  # reliability before / after temperature scaling, dev and test
+        record.plots.append(calibration_png(ev.calibration, out / "calibration.png"))
+    if ev.abstain and "dev" in ev.calibration:
+        conf, correct = ev.calibration["dev"]["after"]
+        chosen = {"threshold": ev.abstain["threshold"], "coverage": ev.abstain["dev_coverage"]}
+        chosen["precision"] = ev.abstain["dev_precision"]
+        record.plots.append(precision_coverage_png(conf, correct, chosen, out / "precision_coverage.png"))
     save(out / "model")
     record.train.artifact_bytes = folder_bytes(out / "model")
     metrics = record.metrics()

@@ -30,6 +30,9 @@ class Evaluation:
     test_predictions: list[Any] | None  # the task's predictions on test, for its plots
     ms_per_example: float  # inference time on test (dev without a test set), batched
     began: float = 0.0  # time.perf_counter() when the final evaluation began: the run's wall_s ends there
+    # {split: {"before": (conf, correct), "after": ...}}: reliability data of calibration.png (not in metrics.json)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    abstain: dict[str, Any] | None = None  # the artifact's abstention threshold (state["abstain"]), when set
 
     def as_dict(self) -> dict[str, Any]:
         scores: dict[str, Any] = {"dev": self.dev}
@@ -51,6 +54,9 @@ class TrainStats:
     best_step: int = 0
     steps: int = 0
     stopped_early: bool = False
+    stop_reason: str = ""  # "early stopping", "time limit", "" (the planned budget ran out, or no training)
+    epochs: float = 0  # epochs run
+    budget: dict[str, Any] = field(default_factory=dict)  # lr, batch size, planned epochs/steps and why
     train_tokens: int = 0  # real (non-padding) tokens, summed over processes
     padded_tokens: int = 0
     tokens_per_s: float = 0.0
@@ -64,8 +70,11 @@ class TrainStats:
     extra: dict[str, Any] = field(default_factory=dict)  # recipe-specific numbers (e.g. SetFit's pairs)
 
     @classmethod
-    def from_loop(cls, cfg: RunConfig, state: Any, accelerator: Accelerator, params: dict[str, int]) -> TrainStats:
-        """From the :class:`~fieldtune.training.loop.Loop`'s final state (tokens summed over processes)."""
+    def from_loop(
+        cls, cfg: RunConfig, state: Any, accelerator: Accelerator, params: dict[str, int], budget: Any
+    ) -> TrainStats:
+        """From the :class:`~fieldtune.training.loop.Loop`'s final state (tokens summed over processes) and
+        the :class:`~fieldtune.training.budget.Budget` it ran."""
         tokens = accelerator.reduce(torch.tensor([state.real_tokens, state.padded_tokens]), reduction="sum").tolist()
         return cls(
             train_s=round(state.seconds, 2),
@@ -75,6 +84,9 @@ class TrainStats:
             best_step=state.best_step,
             steps=state.step,
             stopped_early=state.stopped_early,
+            stop_reason=state.stop_reason,
+            epochs=state.history[-1]["epoch"] if state.history else 0,
+            budget=budget.as_dict(),
             train_tokens=tokens[0],
             padded_tokens=tokens[1],
             tokens_per_s=round(tokens[0] / max(state.step_seconds, 1e-9), 1),

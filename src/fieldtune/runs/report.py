@@ -25,6 +25,8 @@ def render_report(record: RunRecord, advice: list[str] = ()) -> str:
         f"({100 * params['trainable'] / max(params['total'], 1):.1f}%)",
         f"- best dev {record.metric}: {ev.dev.get(record.metric)} at epoch {stats.best_epoch} (step {stats.best_step})",
         f"- training time: {stats.wall_s:.1f} s, {stats.tokens_per_s:.0f} real tokens/s",
+        *_budget(stats),
+        *_trust(ev),
         *[f"- note: {n}" for n in record.splits.notes],
         *([""] + ["## Advice", ""] + [f"- {a}" for a in advice] if advice else []),
         "",
@@ -34,6 +36,49 @@ def render_report(record: RunRecord, advice: list[str] = ()) -> str:
     if record.plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
     return "\n".join(lines) + "\n"
+
+
+def _budget(stats: Any) -> list[str]:
+    """What the training ran: its settings (chosen or given), how far it went and why it stopped."""
+    b = stats.budget
+    if not b:
+        return []
+    ended = stats.stop_reason or "planned end"
+    return [
+        f"- training: lr {b['lr']:g}, batch {b['batch_size']}, {stats.steps} of {b['total_steps']} planned steps, "
+        f"{stats.epochs} of {b['epochs']} epochs ({'automatic budget' if b['automatic'] else 'as configured'}; "
+        f"ended by {ended})",
+        *[f"  - {why}" for why in b.get("why", [])],
+    ]
+
+
+def _trust(ev: Any) -> list[str]:
+    """One line on calibration (ECE before -> after temperature scaling) and one on abstention."""
+    split = "test" if ev.test is not None else "dev"
+    row = ev.test if ev.test is not None else ev.dev
+    lines = []
+    if "ece" in row:
+        lines.append(
+            f"- calibration ({split}): ECE {row['ece_uncalibrated']:.4f} uncalibrated, {row['ece']:.4f} as saved"
+        )
+    if ev.abstain:
+        a = ev.abstain
+        target = (
+            f"precision >= {a['target_precision']}"
+            if a["target_precision"] is not None
+            else f"coverage {a['target_coverage']}"
+        )
+        lines.append(
+            f"- abstention: threshold {a['threshold']:.4f} chosen on dev for {target}"
+            f"{'' if a['met'] else ' (not reachable: abstains on everything)'}: dev coverage {a['dev_coverage']:.3f}, "
+            f"precision {a['dev_precision']:.3f}; {split} coverage {row.get('abstain_coverage')}, "
+            f"precision {row.get('abstain_precision')}"
+        )
+    if "conformal_coverage" in row:
+        lines.append(
+            f"- conformal sets: {split} coverage {row['conformal_coverage']:.3f}, mean set size {row['mean_set_size']}"
+        )
+    return lines
 
 
 def _headline(scores: dict[str, dict[str, Any]]) -> list[str]:

@@ -92,6 +92,17 @@ class LabelScore(BaseModel):
     score: float
 
 
+class TrustedLabel(BaseModel):
+    """Classification with ``abstain:`` settings saved in the model (see README § Calibration)."""
+
+    label: str | None = Field(description="the top label; null when the model abstained")
+    score: float = Field(description="the top label's calibrated probability")
+    abstained: bool | None = Field(None, description="with an abstention threshold: true when score is below it")
+    prediction_set: list[str] | None = Field(
+        None, description="with conformal sets: the labels that hold the true one with probability >= 1 - alpha"
+    )
+
+
 class MultiLabelPrediction(BaseModel):
     labels: list[str] = Field(description="labels whose score passed the tuned threshold")
     scores: list[LabelScore]
@@ -109,7 +120,7 @@ class GeneratedText(BaseModel):
     generated_text: str = Field(description="causal_lm: the model's answer to the text as a user message")
 
 
-Prediction = LabelScore | list[LabelScore] | MultiLabelPrediction | list[Entity] | GeneratedText
+Prediction = LabelScore | TrustedLabel | list[LabelScore] | MultiLabelPrediction | list[Entity] | GeneratedText
 
 
 class PredictResponse(BaseModel):

@@ -93,6 +93,27 @@ class Task(ABC):
         """Write task-specific plots; returns file names."""
         return []
 
+    # --- calibrated confidence: ECE, abstention, conformal sets (see evaluation.calibration) -------
+
+    def confidences(self, examples: list[Example], predictions: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(top-label confidence, was it right) per scored decision, for ECE and abstention; None when
+        the task's predictions carry no probabilities to calibrate."""
+        return None
+
+    def true_label_probs(self, examples: list[Example], predictions: list[Any]) -> np.ndarray | None:
+        """The probability each prediction gives the gold label (conformal scores are 1 - it); None when
+        the task has no single gold label."""
+        return None
+
+    def label_probs(self, prediction: Any) -> dict[str, float] | None:
+        """One prediction's probability per label (what a conformal prediction set is drawn from)."""
+        return None
+
+    def trusted_output(self, output: Any, prediction: Any, state: dict[str, Any], top_k: int | None) -> Any:
+        """The user-facing output with the artifact's abstention / conformal settings applied (``state``:
+        fieldtune.json's ``state``); unchanged for tasks without them."""
+        return output
+
     # --- served outputs: what the server logs and drift counts ------------------------------------
 
     def summarize(self, output: Any) -> tuple[str | None, float | None]:

@@ -10,6 +10,7 @@ import numpy as np
 from ..data.examples import TextExample
 from ..errors import UserError
 from ..evaluation import metrics as M
+from ..evaluation.calibration import fit_temperature, prediction_set
 from .base import Task
 from .losses import multi_label_loss, single_label_loss
 from .registry import register
@@ -66,8 +67,45 @@ class Classification(_TextTask):
         return single_label_loss(logits, labels)
 
     def decode(self, examples, features, logits, id2label, state):
-        probs = _softmax(np.stack(logits))  # (examples, num_labels)
+        # the tuned temperature (1.0 for artifacts from before calibration) rescales, never reorders; its own
+        # key: an embedding artifact's state "temperature" is baked into its head already
+        probs = _softmax(np.stack(logits) / state.get("temperature_scaling", 1.0))  # (examples, num_labels)
         return [dict(zip(id2label.values(), row.tolist())) for row in probs]
+
+    def tune(self, examples, features, logits, labels):
+        """Temperature scaling: the one T that minimises dev NLL of softmax(logits / T)."""
+        ids = {label: i for i, label in enumerate(labels)}
+        keep = [i for i, ex in enumerate(examples) if ex.labels and ex.labels[0] in ids]
+        if not keep:
+            return {"temperature_scaling": 1.0}
+        targets = np.array([ids[examples[i].labels[0]] for i in keep])
+        return {"temperature_scaling": fit_temperature(np.stack([logits[i] for i in keep]), targets)}
+
+    def confidences(self, examples, predictions):
+        """The top label's probability and whether it is the gold label, per text."""
+        conf = np.array([max(p.values()) for p in predictions], dtype=np.float64)
+        correct = np.array([ex.labels[0] == max(p, key=p.get) for ex, p in zip(examples, predictions)])
+        return conf, correct
+
+    def true_label_probs(self, examples, predictions):
+        return np.array([p.get(ex.labels[0], 0.0) for ex, p in zip(examples, predictions)], dtype=np.float64)
+
+    def label_probs(self, prediction):
+        return prediction
+
+    def trusted_output(self, output, prediction, state, top_k):
+        """Adds the conformal ``prediction_set`` and, below the abstention threshold, answers
+        ``{"label": null, "abstained": true, "score"}``; a top-k list stays the ranked candidates."""
+        abstain, conformal = state.get("abstain"), state.get("conformal")
+        if top_k or not isinstance(output, dict) or not (abstain or conformal):
+            return output
+        out = dict(output)
+        if abstain:
+            gone = max(prediction.values()) < abstain["threshold"]  # unrounded, as chosen on dev
+            out = {"label": None if gone else out["label"], "abstained": gone, "score": out["score"]}
+        if conformal:
+            out["prediction_set"] = prediction_set(prediction, conformal["qhat"])
+        return out
 
     def metrics(self, examples, predictions, labels):
         gold = [ex.labels[0] for ex in examples]
@@ -85,9 +123,11 @@ class Classification(_TextTask):
         return items if top_k else items[0]
 
     def summarize(self, output):
-        """The top label and its score (of the first item of a top-k list)."""
+        """The top label and its score (of the first item of a top-k list); no label when abstained."""
         if isinstance(output, list):
             output = output[0] if output else None
+        if isinstance(output, dict) and output.get("label") is None and "score" in output:
+            return None, float(output["score"])
         if isinstance(output, dict) and "label" in output:
             return str(output["label"]), float(output["score"])
         return None, None
@@ -137,16 +177,26 @@ class MultiLabel(_TextTask):
         return multi_label_loss(logits, labels)
 
     def decode(self, examples, features, logits, id2label, state):
-        probs = _sigmoid(np.stack(logits))
+        probs = _sigmoid(np.stack(logits) / state.get("temperature_scaling", 1.0))  # shared temperature (1.0: none)
         threshold = state.get("threshold", 0.5)
         return [{"scores": dict(zip(id2label.values(), row.tolist())), "threshold": threshold} for row in probs]
 
     def tune(self, examples, features, logits, labels):
-        """Pick the single threshold that maximises dev micro-F1 (0.05 .. 0.95)."""
-        probs = _sigmoid(np.stack(logits))
+        """A shared temperature on the sigmoid logits (min dev BCE), then the single threshold on the
+        calibrated scores that maximises dev micro-F1 (0.05 .. 0.95)."""
         gold = M.multi_hot([ex.labels for ex in examples], labels)
+        temperature = fit_temperature(np.stack(logits), gold, multilabel=True)
+        probs = _sigmoid(np.stack(logits) / temperature)
         best = max(np.arange(0.05, 0.96, 0.05), key=lambda t: M.micro_f1(gold, probs >= t))
-        return {"threshold": round(float(best), 2)}
+        return {"threshold": round(float(best), 2), "temperature_scaling": temperature}
+
+    def confidences(self, examples, predictions):
+        """Per (text, label) decision: max(p, 1 - p) and whether p >= 0.5 agrees with the gold label."""
+        labels = list(predictions[0]["scores"]) if predictions else []
+        gold = M.multi_hot([ex.labels for ex in examples], labels).astype(bool)
+        probs = np.array([[p["scores"][k] for k in labels] for p in predictions], dtype=np.float64)
+        probs = probs.reshape(len(predictions), len(labels))
+        return np.maximum(probs, 1 - probs).ravel(), ((probs >= 0.5) == gold).ravel()
 
     def metrics(self, examples, predictions, labels):
         pred = [[k for k, v in p["scores"].items() if v >= p["threshold"]] for p in predictions]

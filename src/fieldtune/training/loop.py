@@ -1,14 +1,15 @@
 """The training loop on ``accelerate``: one process on a laptop CPU, DDP under ``accelerate launch``.
 
-Evaluates on dev each epoch (or every N steps), keeps the best weights, stops after ``patience``
-evaluations without improvement, restores the best weights, and writes a resumable checkpoint
-at each evaluation so ``--resume`` continues a killed run exactly where its last checkpoint was.
+Runs the :class:`~fieldtune.training.budget.Budget` it is given: evaluates on dev each epoch (or every N
+steps), keeps the best weights, stops after ``patience`` evaluations without improvement (not before the
+budget's ``min_steps``), at the budget's last step or its wall-time cap, restores the best weights, and
+writes a resumable checkpoint at each evaluation so ``--resume`` continues a killed run exactly where its
+last checkpoint was.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from ..errors import UserError
 from ..utils.atomic import replace_dir
 from ..utils.progress import log_line, progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
+from .budget import Budget
 from .optim import build_optimizer, build_scheduler
 
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})  # selection metrics where smaller wins
@@ -48,6 +50,7 @@ class LoopState:
     seconds: float = 0.0  # seconds so far (steps, evaluations, checkpoints), across resumes
     step_seconds: float = 0.0  # seconds spent in training steps only: the throughput denominator
     stopped_early: bool = False
+    stop_reason: str = ""  # "early stopping", "time limit", or "" (the budget's last step)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -68,21 +71,21 @@ class Loop:
     # (logits, labels, labelled targets in an average training batch) -> the batch's loss: the task's
     # Task.loss (an LLM trained on answer tokens: the causal_lm task's, whatever task it serves)
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = field(kw_only=True)
+    budget: Budget = field(kw_only=True)  # lr, batch size, epochs, steps, evaluations, time cap
 
     def run(self, resume: bool = False) -> LoopState:
-        acc, cfg = self.accelerator, self.cfg
+        acc, cfg, budget = self.accelerator, self.cfg, self.budget
         self.packed = cfg.packing and can_pack(self.model, self.features)
         self.sampler = LengthGroupedBatches(
             [len(f["input_ids"]) for f in self.features],
-            cfg.batch_size,
+            budget.batch_size,
             group=cfg.group_by_length and not self.packed,
             seed=cfg.seed,
         )
         collate_fn = partial(collate_packed if self.packed else collate, pad_id=self.pad_id)
         loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate_fn)
-        optimizer = build_optimizer(self.model, cfg)
-        total_steps = math.ceil(len(self.sampler) / cfg.grad_accum) * cfg.epochs  # single-process count
-        scheduler = build_scheduler(optimizer, cfg, total_steps)
+        optimizer = build_optimizer(self.model, cfg, budget.lr)
+        scheduler = build_scheduler(optimizer, cfg, budget.total_steps)  # single-process step count
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
         self.state, self.best_weights = LoopState(), None
         if resume:
@@ -93,16 +96,17 @@ class Loop:
         return self.state
 
     def _train(self) -> None:
-        state, cfg, acc = self.state, self.cfg, self.accelerator
+        state, budget, acc = self.state, self.budget, self.accelerator
         self.model.train()
         self._loss_sum, self._loss_n, started = 0.0, 0, time.perf_counter() - state.seconds
         self._clock = lambda: time.perf_counter() - started
-        while state.epoch < cfg.epochs and not state.stopped_early:
+        every = budget.eval_every
+        while state.epoch < budget.epochs and not self._done():
             self.sampler.use_epoch(state.epoch)
             batches = acc.skip_first_batches(self.loader, state.batch) if state.batch else self.loader
             bar = progress_bar(
                 batches,
-                desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                desc=f"epoch {state.epoch + 1}/{budget.epochs}",
                 initial=state.batch,
                 total=len(self.loader),
                 disable=not (self.progress and acc.is_main_process),
@@ -112,12 +116,15 @@ class Loop:
                 tick = time.perf_counter()
                 self._step(batch)
                 state.step_seconds += time.perf_counter() - tick
-                if acc.sync_gradients and cfg.eval_every and state.step % cfg.eval_every == 0 and self._eval():
-                    break
+                if acc.sync_gradients:  # an end that is the epoch's end is the else branch's to evaluate
+                    end = self._at_end() and state.batch < len(self.loader)
+                    if (end or (every and state.step % every == 0)) and (self._eval() or end):
+                        break
                 bar.set_postfix(loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}")
             else:
                 state.epoch, state.batch = state.epoch + 1, 0
-                if not cfg.eval_every or state.step % cfg.eval_every:
+                last = state.epoch >= budget.epochs or self._done()
+                if not every or (last and state.step % every):  # every N steps: and the last step
                     self._eval()
                 continue
             bar.close()
@@ -173,7 +180,9 @@ class Loop:
             self.best_weights = {k: v.detach().clone() for k, v in acc.unwrap_model(self.model).state_dict().items()}
         else:
             state.bad_evals += 1
-        state.stopped_early = bool(self.cfg.patience and state.bad_evals >= self.cfg.patience)
+        patience = self.budget.patience
+        if patience and state.bad_evals >= patience and state.step >= self.budget.min_steps:
+            state.stopped_early, state.stop_reason = True, "early stopping"
         record = {
             "event": "eval",
             "epoch": self._epochs_done(),
@@ -193,6 +202,22 @@ class Loop:
         if self.ckpt_dir is not None and self.cfg.checkpoint:
             self._checkpoint()
         return state.stopped_early
+
+    def _at_end(self) -> bool:
+        """The budget's last step, or its time cap (decided by the main process's clock, so that every
+        process of a DDP run stops at the same step)."""
+        state = self.state
+        if state.step >= self.budget.total_steps:
+            return True
+        over = self.budget.max_seconds is not None and self._clock() >= self.budget.max_seconds
+        if self.accelerator.num_processes > 1:
+            over = bool(self.accelerator.reduce(torch.tensor([int(over)]), reduction="sum").item())
+        if over:
+            state.stop_reason = "time limit"
+        return over
+
+    def _done(self) -> bool:
+        return self.state.stopped_early or self.state.step >= self.budget.total_steps or bool(self.state.stop_reason)
 
     def _epochs_done(self) -> float:
         return round(self.state.epoch + self.state.batch / max(len(self.loader), 1), 2)

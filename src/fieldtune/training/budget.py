@@ -1,0 +1,114 @@
+"""How long and how hard to train: the training budget, from the config and the size of the data.
+
+Explicit settings mean exactly what they say. Left null (the default), they are chosen for the data:
+
+- **learning rate**: the method's default for the model kind (``MethodSpec.lr``: adapters and probes train
+  few parameters and need larger steps than a whole model);
+- **batch size**: 16 for an encoder (32 from ``LARGE_DATA`` examples on), 8 for a decoder;
+- **epochs**: enough for ``train.min_steps`` optimizer steps, at least ``MIN_EPOCHS`` and at most
+  ``train.max_epochs``. 400 sentences in batches of 32 are 13 steps an epoch: the old fixed 3 epochs
+  were 39 steps and an underfit model; 14,000 sentences are 440 steps an epoch and 3 epochs are plenty;
+- **evaluation**: once per epoch, at most ``MAX_EVALS`` times in a run (tiny data: every few epochs);
+- **stopping**: early stopping after ``train.patience`` (3) evaluations without improvement, never before
+  ``min_steps``; a wall-time cap (``train.max_minutes``, 60 for the automatic budget). An explicit
+  ``train.epochs`` / ``train.max_steps`` runs exactly that unless ``train.patience`` is set too: 3 flat
+  evaluations on a tiny dev set used to end a 30-epoch run at its 12th step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import TrainConfig
+from ..methods import get_method
+
+MIN_EPOCHS = 3  # large data: the automatic budget never plans fewer passes than the old default
+MAX_EVALS = 25  # evaluations per run at most when train.eval_every is null
+LARGE_DATA = 5_000  # encoder batch 32 from here on: steps enough at either size, fewer of them is faster
+AUTO_MAX_MINUTES = 60.0
+AUTO_PATIENCE = 3  # evaluations without improvement, for the automatic budget
+ENCODER_BATCH, LARGE_ENCODER_BATCH, DECODER_BATCH = 16, 32, 8
+FALLBACK_LR = {"encoder": 1e-4, "causal_lm": 2e-5}  # a method without its own default
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The resolved training settings the loop runs with, and why each was chosen."""
+
+    lr: float
+    batch_size: int
+    epochs: int  # passes at most
+    total_steps: int  # the schedule's length in optimizer steps; training ends here at the latest
+    min_steps: int  # no early stopping before this step
+    patience: int | None  # evaluations without improvement before stopping (None: never stop early)
+    eval_every: int | None  # optimizer steps between evaluations (None: at the end of each epoch)
+    max_seconds: float | None  # wall-time cap
+    automatic: bool  # epochs / steps chosen from the data (train.epochs and train.max_steps null)
+    why: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_budget(t: TrainConfig, n_examples: int, kind: str, method: str = "full") -> Budget:
+    """The budget for ``n_examples`` training features (sentences, windows or texts) of a ``kind`` model.
+
+    Args:
+        t: The run's ``train`` settings; explicit ones win.
+        n_examples: Training features the loop batches (the step count is the single-process one, as
+            the schedule's).
+        kind: ``"encoder"`` or ``"causal_lm"``.
+        method: The adaptation method, whose default learning rate applies when ``t.lr`` is null.
+    """
+    why: list[str] = []
+    lr = t.lr or get_method(method).lr.get(kind) or FALLBACK_LR[kind]
+    if t.lr is None:
+        why.append(f"lr {lr:g}: method {method}'s default for {kind.replace('_', ' ')} models")
+    batch = t.batch_size or _default_batch(n_examples, kind)
+    if t.batch_size is None:
+        why.append(f"batch size {batch}: {n_examples:,} training examples, {kind.replace('_', ' ')} model")
+    per_epoch = math.ceil(math.ceil(n_examples / batch) / t.grad_accum)
+    automatic = t.epochs is None and t.max_steps is None
+    if automatic:
+        epochs = min(t.max_epochs, max(MIN_EPOCHS, math.ceil(t.min_steps / per_epoch)))
+        why.append(
+            f"{epochs} epochs at most: {per_epoch} steps per epoch, at least {t.min_steps} steps "
+            f"(train.min_steps) and {MIN_EPOCHS} epochs, at most {t.max_epochs} (train.max_epochs); "
+            "early stopping ends sooner"
+        )
+        total = epochs * per_epoch
+    else:
+        epochs = t.epochs or math.ceil(t.max_steps / per_epoch)
+        total = min(epochs * per_epoch, t.max_steps or epochs * per_epoch)
+    eval_every = t.eval_every or _eval_interval(per_epoch, total)
+    if t.eval_every is None and eval_every:
+        why.append(f"evaluate every {eval_every} steps: at most {MAX_EVALS} evaluations")
+    minutes = t.max_minutes or (AUTO_MAX_MINUTES if automatic else None)
+    patience = (AUTO_PATIENCE if automatic else None) if t.patience is None else (t.patience or None)
+    return Budget(
+        lr=lr,
+        batch_size=batch,
+        epochs=epochs,
+        total_steps=total,
+        min_steps=min(t.min_steps, total) if automatic else 0,
+        patience=patience,
+        eval_every=eval_every,
+        max_seconds=minutes * 60 if minutes else None,
+        automatic=automatic,
+        why=why,
+    )
+
+
+def _default_batch(n_examples: int, kind: str) -> int:
+    if kind == "causal_lm":
+        return DECODER_BATCH  # a 135M decoder step on 8 prompts already takes seconds on a CPU
+    return LARGE_ENCODER_BATCH if n_examples >= LARGE_DATA else ENCODER_BATCH
+
+
+def _eval_interval(per_epoch: int, total: int) -> int | None:
+    """None (each epoch's end) unless that would mean more than ``MAX_EVALS`` evaluations."""
+    if total / per_epoch <= MAX_EVALS:
+        return None
+    return math.ceil(total / MAX_EVALS)

@@ -1,0 +1,131 @@
+"""The training budget: defaults that fit the data, explicit settings that mean exactly what they say."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import conll_sentences
+
+import fieldtune
+from fieldtune.config import TrainConfig
+from fieldtune.training.budget import LARGE_DATA, MAX_EVALS, plan_budget
+
+SAMPLES = Path(fieldtune.__file__).parent / "samples"
+INTENTS = ("card_arrival", "exchange_rate", "pin_blocked", "age_limit", "lost_or_stolen_card", "verify_my_identity")
+
+
+def test_small_data_gets_enough_steps_large_data_the_old_three_epochs():
+    small = plan_budget(TrainConfig(), 400, "encoder")
+    assert (small.batch_size, small.epochs, small.total_steps, small.min_steps) == (16, 8, 200, 200)
+    assert small.automatic and small.eval_every is None and small.max_seconds == 3600 and small.patience == 3
+    assert small.lr == 1e-4 and any("lr 0.0001: method full" in w for w in small.why)
+    large = plan_budget(TrainConfig(), 14_000, "encoder")
+    assert (large.batch_size, large.epochs, large.total_steps) == (32, 3, 3 * 438)
+    assert plan_budget(TrainConfig(), LARGE_DATA - 1, "encoder").batch_size == 16
+
+
+def test_tiny_data_is_capped_in_epochs_and_evaluations():
+    tiny = plan_budget(TrainConfig(), 40, "encoder")  # 3 steps an epoch: 67 epochs for 200 steps
+    assert tiny.epochs == 40 and tiny.total_steps == 120 and tiny.min_steps == 120
+    assert tiny.eval_every == 5 and tiny.total_steps / tiny.eval_every <= MAX_EVALS
+
+
+def test_explicit_settings_mean_exactly_that():
+    b = plan_budget(TrainConfig(epochs=2, lr=3e-5, batch_size=10), 95, "encoder")
+    assert (b.epochs, b.total_steps, b.lr, b.batch_size, b.min_steps) == (2, 20, 3e-5, 10, 0)
+    assert not b.automatic and b.max_seconds is None and b.why == [] and b.patience is None
+    assert plan_budget(TrainConfig(epochs=2, patience=2), 95, "encoder").patience == 2
+    assert plan_budget(TrainConfig(patience=0), 95, "encoder").patience is None  # 0: never stop early
+    steps = plan_budget(TrainConfig(max_steps=7, batch_size=10), 95, "encoder")
+    assert (steps.epochs, steps.total_steps) == (1, 7)
+    assert plan_budget(TrainConfig(epochs=5, max_steps=12, batch_size=10), 95, "encoder").total_steps == 12
+    accum = plan_budget(TrainConfig(epochs=1, batch_size=10, grad_accum=2), 95, "encoder")
+    assert accum.total_steps == 5  # 10 batches, an optimizer step every 2
+
+
+@pytest.mark.parametrize(
+    "method,kind,lr",
+    [("lora", "encoder", 2e-3), ("lora", "causal_lm", 5e-4), ("ia3", "causal_lm", 3e-3), ("head", "encoder", 1e-3)],
+)
+def test_each_method_has_its_own_learning_rate(method, kind, lr):
+    assert plan_budget(TrainConfig(), 300, kind, method).lr == lr
+    assert plan_budget(TrainConfig(lr=1e-5), 300, kind, method).lr == 1e-5
+
+
+def test_a_decoder_trains_in_batches_of_eight():
+    assert plan_budget(TrainConfig(), 240, "causal_lm", "lora").batch_size == 8
+
+
+@pytest.fixture(scope="module")
+def six_intents(tmp_path_factory) -> tuple[Path, Path]:
+    """72 real BANKING77 queries to train on (12 of each of 6 intents) and 48 others to select on."""
+    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    folder = tmp_path_factory.mktemp("six")
+    train, dev = [], []
+    for intent in INTENTS:
+        mine = [r for r in rows if r["category"] == intent]
+        train, dev = train + mine[:12], dev + mine[12:20]
+    paths = folder / "train.csv", folder / "dev.csv"
+    for path, part in zip(paths, (train, dev)):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "category"])
+            writer.writeheader()
+            writer.writerows(part)
+    return paths
+
+
+def _config(six_intents, output: Path, **train) -> dict:
+    train_file, dev_file = six_intents
+    data = {"train": str(train_file), "dev": str(dev_file)}
+    return {"task": "classification", "data": data, "output": str(output), "train": {"checkpoint": False, **train}}
+
+
+@pytest.fixture(scope="module")
+def ner_sentences(tmp_path_factory) -> Path:
+    """32 real WNUT-17 sentences with entities: a few hundred words to tag."""
+    sents = [s for s in conll_sentences(SAMPLES / "wnut17" / "train.txt") if any(not w.endswith("\tO") for w in s)]
+    path = tmp_path_factory.mktemp("ner32") / "train.txt"
+    path.write_text("\n\n".join("\n".join(s) for s in sents[:32]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_defaults_learn_a_small_task_that_three_epochs_underfit(ner_sentences, tmp_path):
+    data = {"train": str(ner_sentences), "dev": str(ner_sentences)}  # can the model learn what it is shown?
+
+    def train(name: str, **settings) -> dict:
+        cfg = {"task": "ner", "data": data, "output": str(tmp_path / name), "train": {"checkpoint": False, **settings}}
+        return fieldtune.train(cfg, progress=False).metrics
+
+    three, default = train("three", epochs=3), train("default")
+    # 32 sentences in batches of 16: 3 epochs are 6 steps; the default budget runs 40 epochs (the cap), 80 steps
+    assert three["train"]["steps"] == 6 and default["train"]["budget"]["automatic"]
+    assert three["dev"]["f1"] < 0.3
+    assert default["dev"]["f1"] >= 0.8
+    report = (tmp_path / "default" / "report.md").read_text()
+    assert "automatic budget" in report and "train.min_steps" in report
+
+
+def test_explicit_epochs_run_exactly_without_early_stopping(six_intents, tmp_path):
+    run = fieldtune.train(_config(six_intents, tmp_path / "two", epochs=2), progress=False)
+    stats = run.metrics["train"]
+    assert stats["steps"] == 2 * 5 and stats["epochs"] == 2.0 and stats["budget"]["total_steps"] == 10
+    evals = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in evals if e.get("event") == "eval"] == [1.0, 2.0]
+
+
+def test_steps_between_evaluations_and_the_last_step_are_evaluated(six_intents, tmp_path):
+    run = fieldtune.train(_config(six_intents, tmp_path / "every", epochs=3, eval_every=4), progress=False)
+    evals = [json.loads(line) for line in (tmp_path / "every" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals if e.get("event") == "eval"] == [4, 8, 12, 15]  # 5 steps an epoch
+    assert run.metrics["train"]["steps"] == 15
+
+
+def test_the_time_limit_stops_training_and_keeps_the_best(six_intents, tmp_path):
+    run = fieldtune.train(_config(six_intents, tmp_path / "timed", max_minutes=0.001), progress=False)
+    stats = run.metrics["train"]
+    assert stats["stop_reason"] == "time limit" and stats["steps"] < stats["budget"]["total_steps"]
+    assert (tmp_path / "timed" / "model").is_dir() and run.metrics["dev"]["accuracy"] is not None

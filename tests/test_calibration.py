@@ -1,0 +1,92 @@
+"""Calibration: ECE on a hand-checked example, temperature scaling (never reorders, lowers NLL), and the
+temperature applied by the task's decode on every backend's logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fieldtune.data.examples import TextExample
+from fieldtune.evaluation.calibration import ece, fit_temperature, nll, reliability, sigmoid, softmax
+from fieldtune.tasks import get_task
+
+
+def test_ece_matches_a_hand_checked_example():
+    # 15 bins of width 1/15: 0.95 and 0.94 share (0.933, 1] (mean conf 0.945, accuracy 0.5: gap 0.445, weight 2);
+    # 0.9 alone (gap 0.9), 0.62 (gap 0.38), 0.58 (gap 0.42), 0.3 (gap 0.3): (0.89 + 2.0) / 6
+    conf = np.array([0.95, 0.94, 0.9, 0.62, 0.58, 0.3])
+    correct = np.array([1, 0, 0, 1, 1, 0])
+    assert ece(conf, correct) == pytest.approx(2.89 / 6, abs=1e-12)
+    r = reliability(conf, correct)
+    assert len(r["count"]) == 15 and sum(r["count"]) == 6 and r["count"][14] == 2
+    assert r["accuracy"][14] == 0.5 and r["confidence"][14] == pytest.approx(0.945)
+    assert ece(np.array([0.8] * 5), np.array([1, 1, 1, 1, 0])) == pytest.approx(0.0, abs=1e-12)  # calibrated
+    assert ece(np.array([]), np.array([])) == 0.0
+
+
+def overconfident(n: int, k: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits that point at the right class 70% of the time, with huge margins: over-confident."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    guess = np.where(rng.random(n) < 0.7, y, rng.integers(0, k, n))
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), guess] += 8.0
+    return logits, y
+
+
+def test_temperature_scaling_lowers_nll_and_ece_and_never_changes_argmax():
+    logits, y = overconfident(2000)
+    t = fit_temperature(logits, y)
+    assert t > 1.5  # over-confident scores get softened
+    assert nll(logits, y, t) < nll(logits, y, 1.0)
+    test_logits, test_y = overconfident(2000, seed=1)
+    before, after = softmax(test_logits), softmax(test_logits, t)
+    assert (before.argmax(1) == after.argmax(1)).all()
+    right = before.argmax(1) == test_y
+    assert ece(after.max(1), right) < ece(before.max(1), right) / 2
+
+
+def test_shared_multilabel_temperature():
+    rng = np.random.default_rng(3)
+    gold = rng.random((500, 4)) < 0.3
+    logits = np.where(gold, 6.0, -6.0) * np.where(rng.random((500, 4)) < 0.8, 1, -1) + rng.normal(0, 1, (500, 4))
+    t = fit_temperature(logits, gold, multilabel=True)
+    assert t > 1.5 and nll(logits, gold, t, True) < nll(logits, gold, 1.0, True)
+    assert ((sigmoid(logits, t) >= 0.5) == (sigmoid(logits) >= 0.5)).all()
+
+
+def test_nothing_to_fit_keeps_temperature_one():
+    assert fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 1.0
+    assert fit_temperature(np.array([[5.0, 0.0]]), np.array([0])) == 1.0
+
+
+def test_classification_tune_and_decode_apply_the_temperature():
+    task = get_task("classification")
+    labels = ["a", "b", "c"]
+    logits, y = overconfident(300, k=3)
+    examples = [TextExample(f"t{i}", (labels[c],)) for i, c in enumerate(y)]
+    rows = list(logits.astype(np.float32))
+    tuned = task.tune(examples, [], rows, labels)
+    assert tuned["temperature_scaling"] > 1
+    id2label = dict(enumerate(labels))
+    raw = task.decode(examples, [], rows, id2label, {})  # an old artifact's state: T = 1
+    cal = task.decode(examples, [], rows, id2label, tuned)
+    assert [max(p, key=p.get) for p in raw] == [max(p, key=p.get) for p in cal]
+    assert np.mean([max(p.values()) for p in cal]) < np.mean([max(p.values()) for p in raw])
+    assert raw == task.decode(examples, [], rows, id2label, {"temperature_scaling": 1.0})
+    conf, correct = task.confidences(examples, cal)
+    assert conf.shape == correct.shape == (300,)
+
+
+def test_multilabel_tune_fits_temperature_then_threshold():
+    task = get_task("multilabel")
+    labels = ["a", "b"]
+    rng = np.random.default_rng(0)
+    gold = rng.random((200, 2)) < 0.5
+    logits = np.where(gold, 7.0, -7.0) * np.where(rng.random((200, 2)) < 0.85, 1, -1)
+    examples = [TextExample(f"t{i}", tuple(lb for lb, g in zip(labels, row) if g)) for i, row in enumerate(gold)]
+    tuned = task.tune(examples, [], list(logits), labels)
+    assert set(tuned) == {"threshold", "temperature_scaling"} and tuned["temperature_scaling"] > 1
+    preds = task.decode(examples, [], list(logits), dict(enumerate(labels)), tuned)
+    conf, correct = task.confidences(examples, preds)
+    assert conf.shape == (400,) and (conf >= 0.5).all()
