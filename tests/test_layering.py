@@ -29,9 +29,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("components", ("fieldtune.llm", "fieldtune.fewshot")),  # 10
     ("predict", ("fieldtune.predict",)),  # 11
     ("recipes", ("fieldtune.recipes", "fieldtune.run")),  # 12
-    ("export", ("fieldtune.export", "fieldtune.evaluate", "fieldtune.batch", "fieldtune.compare")),  # 13
+    (  # 13: what runs on a loaded predictor
+        "export",
+        ("fieldtune.export", "fieldtune.evaluate", "fieldtune.batch", "fieldtune.compare", "fieldtune.explain"),
+    ),
     ("store", ("fieldtune.store",)),  # 14
-    ("monitoring", ("fieldtune.monitoring",)),  # 15
+    ("monitoring", ("fieldtune.monitoring", "fieldtune.active")),  # 15
     ("serving", ("fieldtune.serving",)),  # 16
     ("apps", ("fieldtune.apps", "fieldtune.demo")),  # 17
     ("cli", ("fieldtune.cli", "fieldtune.__main__", "fieldtune")),  # 18

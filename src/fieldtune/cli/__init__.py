@@ -1,9 +1,9 @@
 """``fieldtune`` command line: thin typer commands over the plain functions of the package.
 
 One module per command group: ``run`` (train, eval, demo), ``predict`` (predict, export, serve),
-``compare`` (models, compare), ``drift``, ``registry``, ``feedback``, ``retrain``; ``common`` holds
-what they share. User errors print a message (file, line, fix) and exit with code 2 — never a
-traceback.
+``compare`` (models, compare), ``explain``, ``drift``, ``registry``, ``feedback``, ``retrain``,
+``suggest``; ``common`` holds what they share. User errors print a message (file, line, fix) and
+exit with code 2 — never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from . import compare, drift, feedback, predict, registry, retrain, run
+from . import compare, drift, explain, feedback, predict, registry, retrain, run, suggest
 from .common import err
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command()(run.train)
 app.command("eval")(run.eval_)
 app.command()(predict.predict)
+app.command()(explain.explain)
 app.command()(predict.export)
 app.command()(predict.serve)
 app.command()(compare.models)
@@ -42,6 +43,7 @@ registry_app.command("rollback")(registry.registry_rollback)
 feedback_app.command("import")(feedback.feedback_import)
 
 app.command()(retrain.retrain)
+app.command()(suggest.suggest)
 
 
 def main() -> None:

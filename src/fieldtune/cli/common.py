@@ -73,12 +73,20 @@ def print_metrics(metrics: dict) -> None:
     if t.get("steps"):
         out.print(
             f"trained {t['steps']} steps in {t['train_s']:.0f} s ({t['tokens_per_s']:.0f} real tokens/s, "
-            f"{t['precision']}); best at epoch {t['best_epoch']}"
+            f"{t['precision']}); best at epoch {t['best_epoch']}" + _ended(t)
         )
     elif t:
         out.print(f"no gradient steps (took {t.get('train_s', 0):.0f} s)")
     if t.get("ms_per_example") is not None:
         out.print(f"inference: {t['ms_per_example']:.1f} ms per example")
+
+
+def _ended(t: dict) -> str:
+    """How the training ended, when it was not the planned last step: early stopping or the time limit."""
+    planned = (t.get("budget") or {}).get("total_steps")
+    if t.get("stop_reason"):
+        return f"; {t['stop_reason']} at step {t['steps']}" + (f" of {planned}" if planned else "")
+    return ""
 
 
 def fmt(value) -> str:

@@ -1,5 +1,5 @@
 """The routes of a server: probes (/health, /ready, /metrics, always open) and the API
-(/metadata, /v1/predict, /v1/feedback, /v1/chat/completions), behind a bearer token when one is set.
+(/metadata, /v1/predict, /v1/explain, /v1/feedback, /v1/chat/completions), behind a bearer token when one is set.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
 and the request model is built per app.)
@@ -18,6 +18,7 @@ from ..tasks import get_task
 from ..utils.jsonsafe import json_safe
 from .chat import add_chat
 from .errors import ApiError, JSONBodyRoute
+from .explain import add_explain
 from .limits import clean_texts
 from .metrics import ServingMetrics
 from .schemas import (
@@ -92,6 +93,7 @@ def api_routes(service: ModelService, token: str | None) -> APIRouter:
     _add_metadata(router, service)
     _add_predict(router, service)
     _add_feedback(router, service)
+    add_explain(router, service)
     add_chat(router, service)
     return router
 

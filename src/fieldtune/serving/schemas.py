@@ -202,3 +202,51 @@ class ChatResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: dict[str, int] = Field(default_factory=dict)
+
+
+def explain_request_model(max_chars: int) -> type[BaseModel]:
+    """The ``POST /v1/explain`` body with this server's text limit written into its schema."""
+    text = Annotated[StrictStr, Field(min_length=1, json_schema_extra={"maxLength": max_chars, "pattern": r"\S"})]
+    return create_model(
+        "ExplainRequest",
+        __base__=_Strict,
+        __doc__=f"One text of up to {max_chars} characters to explain (as `fieldtune explain`).",
+        inputs=(text, Field(..., description="the text; attribution offsets index it")),
+        label=(StrictStr | None, Field(None, min_length=1, description="explain this label (NER: entity type)")),
+        method=(Literal["auto", "ig", "occlusion"], Field("auto", description="ig needs a PyTorch encoder")),
+        steps=(StrictInt, Field(50, ge=1, le=200, description="integrated gradients: quadrature points")),
+        span=(
+            list[Annotated[StrictInt, Field(ge=0)]] | None,
+            Field(None, min_length=2, max_length=2, description="NER: [start, end] characters of the entity"),
+        ),
+    )
+
+
+class Attribution(BaseModel):
+    word: str = Field(description="input[start:end]")
+    start: int = Field(description="character offset in the input text")
+    end: int
+    score: float = Field(description="positive: pushes towards the label")
+
+
+class Explanation(BaseModel):
+    label: str
+    score: float = Field(description="the label's probability (NER: mean probability of the span's tags)")
+    method: str
+    attributions: list[Attribution]
+    convergence_delta: float | None = Field(None, description="ig: sum of attributions - (f(x) - f(baseline))")
+    word: str | None = Field(None, description="NER: the entity, input[start:end]")
+    start: int | None = None
+    end: int | None = None
+
+
+class ExplainResponse(BaseModel):
+    """Classification: one explanation's fields; NER: ``method`` and ``entities``."""
+
+    model_version: str
+    method: str
+    label: str | None = None
+    score: float | None = None
+    attributions: list[Attribution] | None = None
+    convergence_delta: float | None = None
+    entities: list[Explanation] | None = None
