@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..artifacts import find_model_dir, read_meta
 from ..data.examples import Example
 from ..errors import UserError
+from ..runs.trust import calibration_scores, trust_scores
 from ..tasks.base import Task
 
 CHAT = "chat"  # capability: ``chat(messages, ...)`` and ``stream(messages, ...)`` answer conversations
@@ -174,3 +175,22 @@ def checked_texts(texts: str | list[str]) -> list[str]:
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"input {i + 1} is empty or not a string", hint="pass non-empty text")
     return batch
+
+
+def scored(
+    task: Any,
+    examples: list[Example],
+    predictions: list[Any],
+    labels: list[str],
+    state: dict[str, Any],
+    uncalibrated: list[Any] | None = None,
+) -> dict[str, Any]:
+    """A predictor's ``evaluate``: the task's metrics plus what the training run reported with them —
+    ``ece`` / ``ece_uncalibrated`` (``uncalibrated``: the predictions before temperature scaling) and the
+    saved abstention / conformal numbers — so a reloaded model scores exactly as its metrics.json says."""
+    scores = task.metrics(examples, predictions, labels)
+    pairs = task.confidences(examples, predictions)
+    raw = task.confidences(examples, uncalibrated) if uncalibrated is not None and pairs else None
+    scores.update(calibration_scores(pairs, raw))
+    scores.update(trust_scores(task, state, examples, predictions))
+    return scores

@@ -12,7 +12,7 @@ import numpy as np
 from ..data.examples import Example
 from ..fewshot.head import LinearHead, embed
 from ..tasks import get_task
-from .base import check_backend, predict_texts, register_predictor
+from .base import check_backend, predict_texts, register_predictor, scored
 from .loaders import load_embedding_artifact
 
 BACKENDS = ("auto", "torch")
@@ -64,4 +64,4 @@ class EmbeddingPredictor:
 
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
         """Metrics of this model on labelled examples."""
-        return self.task.metrics(examples, self.predict_examples(examples), self.labels)
+        return scored(self.task, examples, self.predict_examples(examples), self.labels, self.meta.get("state", {}))

@@ -17,7 +17,7 @@ from ..artifacts import Artifact
 from ..data.examples import Example
 from ..inference import forward_logits
 from ..tasks import get_task
-from .base import load_predictor, predict_texts, register_predictor
+from .base import load_predictor, predict_texts, register_predictor, scored
 from .loaders import load_artifact
 from .onnx_runtime import onnx_forward_logits, open_session, resolve_backend
 
@@ -92,11 +92,19 @@ class Predictor:
 
     def predict_examples(self, examples: list[Example]) -> list[Any]:
         """Task-level predictions (label probabilities / tags) for already-built examples."""
-        tok = self.artifact.tokenizer
-        features = self.task.encode(examples, tok, self.label2id, self.max_length)
-        logits = self._forward(features, self.batch_size, tok.pad_token_id)
-        return self.task.decode(examples, features, logits, self.id2label, self.meta.get("state", {}))
+        return self._decoded(examples)[0]
 
     def evaluate(self, examples: list[Example]) -> dict[str, Any]:
-        """Metrics of this model on labelled examples."""
-        return self.task.metrics(examples, self.predict_examples(examples), self.labels)
+        """Metrics of this model on labelled examples (with ECE before and after temperature scaling)."""
+        predictions, uncalibrated = self._decoded(examples, with_uncalibrated=True)
+        return scored(self.task, examples, predictions, self.labels, self.meta.get("state", {}), uncalibrated)
+
+    def _decoded(self, examples: list[Example], with_uncalibrated: bool = False) -> tuple[list[Any], Any]:
+        tok, state = self.artifact.tokenizer, self.meta.get("state", {})
+        features = self.task.encode(examples, tok, self.label2id, self.max_length)
+        logits = self._forward(features, self.batch_size, tok.pad_token_id)
+        predictions = self.task.decode(examples, features, logits, self.id2label, state)
+        if not with_uncalibrated:
+            return predictions, None
+        raw_state = {k: v for k, v in state.items() if k != "temperature_scaling"}
+        return predictions, self.task.decode(examples, features, logits, self.id2label, raw_state)

@@ -10,7 +10,7 @@ from typing import Any
 from ..data.examples import TextExample
 from ..llm.classify import POOL_FILE, LLMClassifier
 from ..tasks import get_task
-from .base import check_backend, predict_texts, register_predictor
+from .base import check_backend, predict_texts, register_predictor, scored
 from .loaders import load_llm_artifact
 
 BACKENDS = ("auto", "torch", "torch-bf16")  # no ONNX export of an LLM
@@ -55,7 +55,7 @@ class ClassifierPredictor:
 
     def evaluate(self, examples: list[TextExample]) -> dict[str, Any]:
         """Accuracy / F1 metrics on labelled examples."""
-        return self.task.metrics(examples, self.predict_examples(examples), self.labels)
+        return scored(self.task, examples, self.predict_examples(examples), self.labels, self.meta.get("state", {}))
 
 
 def _shot_pool(model_dir: Path) -> list[tuple[str, str]] | None:
