@@ -55,6 +55,16 @@ def test_each_method_has_its_own_learning_rate(method, kind, lr):
     assert plan_budget(TrainConfig(lr=1e-5), 300, kind, method).lr == 1e-5
 
 
+def test_many_labels_get_more_steps():
+    few, many = (
+        plan_budget(TrainConfig(), 385, "encoder", n_labels=3),
+        plan_budget(TrainConfig(), 385, "encoder", n_labels=77),
+    )
+    assert few.total_steps == 200 and many.min_steps == 770 and many.total_steps == 31 * 25
+    assert any("10 per label, 77 labels" in w for w in many.why)
+    assert plan_budget(TrainConfig(epochs=2), 385, "encoder", n_labels=77).total_steps == 50  # explicit wins
+
+
 def test_a_decoder_trains_in_batches_of_eight():
     assert plan_budget(TrainConfig(), 240, "causal_lm", "lora").batch_size == 8
 

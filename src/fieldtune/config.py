@@ -70,8 +70,9 @@ class TrainConfig(_Strict):
     min_steps: int = Field(
         200,
         ge=1,
-        description="Automatic budget: at least this many optimizer steps, and no early stop before them. A few "
-        "hundred examples give a few optimizer steps per epoch: 3 epochs of them underfit (bench/defaults.py).",
+        description="Automatic budget: at least this many optimizer steps (10 per label when that is more), and "
+        "no early stop before them. A few hundred examples give a few optimizer steps per epoch: 3 epochs of "
+        "them underfit (bench/defaults.py).",
     )
     max_epochs: int = Field(40, ge=1, description="Automatic budget: at most this many epochs, however small the data.")
     max_minutes: float | None = Field(

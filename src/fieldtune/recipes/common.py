@@ -34,12 +34,14 @@ def fit(
     *,
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
     kind: str,
+    n_labels: int = 0,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[torch.nn.Module, LoopState, Budget]:
     """Train with :class:`Loop` on ``loss`` (a task's :meth:`~fieldtune.tasks.base.Task.loss`) within the
     budget :func:`~fieldtune.training.budget.plan_budget` sets for this data and ``kind`` of model
-    (``"encoder"`` / ``"causal_lm"``): early stopping on dev, checkpoints under ``output/checkpoints``, each
+    (``"encoder"`` / ``"causal_lm"``) with a new head of ``n_labels`` classes: early stopping on dev,
+    checkpoints under ``output/checkpoints``, each
     evaluation appended to ``log.jsonl``; the best weights restored.
 
     Returns:
@@ -47,7 +49,7 @@ def fit(
         artifact, which predicts in fp32; bf16 autocast, where on, was for training and model selection),
         the loop's final state and the budget it ran.
     """
-    budget = plan_budget(cfg.train, len(features), kind, cfg.method)
+    budget = plan_budget(cfg.train, len(features), kind, cfg.method, n_labels)
     if progress and accelerator.is_main_process:  # on a terminal too: the settings chosen for the user
         for reason in budget.why:
             print(f"budget: {reason}", file=sys.stderr, flush=True)

@@ -50,6 +50,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         pad_id,
         loss=task.loss,
         kind="encoder",
+        n_labels=len(labels),
         resume=resume,
         progress=progress,
     )
