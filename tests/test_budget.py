@@ -6,7 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import conll_sentences
 
 import fieldtune
@@ -139,3 +141,26 @@ def test_the_time_limit_stops_training_and_keeps_the_best(six_intents, tmp_path)
     stats = run.metrics["train"]
     assert stats["stop_reason"] == "time limit" and stats["steps"] < stats["budget"]["total_steps"]
     assert (tmp_path / "timed" / "model").is_dir() and run.metrics["dev"]["accuracy"] is not None
+
+
+def test_a_multilabel_head_starts_at_the_label_base_rate():
+    from fieldtune.data.examples import TextExample
+    from fieldtune.recipes.encoder import start_head
+    from fieldtune.tasks import get_task
+
+    examples = [TextExample(text=f"t{i}", labels=("a",) if i < 3 else ("b",)) for i in range(9)]
+    bias = get_task("multilabel").head_bias(examples, ["a", "b", "c"])
+    p = 1 / (1 + np.exp(-bias))
+    assert p[0] == pytest.approx(3.5 / 10) and p[1] == pytest.approx(6.5 / 10) and p[2] < 0.06
+    assert get_task("classification").head_bias(examples, ["a", "b"]) is None
+
+    class Head(torch.nn.Module):
+        base_model_prefix = "bert"
+
+        def __init__(self):
+            super().__init__()
+            self.bert, self.classifier = torch.nn.Linear(2, 2), torch.nn.Linear(4, 3)
+
+    model = Head()
+    start_head(model, bias)
+    assert torch.allclose(model.classifier.bias, torch.tensor(bias, dtype=torch.float32))

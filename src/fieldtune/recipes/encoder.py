@@ -11,7 +11,7 @@ import torch
 from ..artifacts import save_artifact
 from ..config import RunConfig
 from ..inference import forward_logits
-from ..methods import apply_method
+from ..methods import apply_method, head_modules
 from ..models.encoder import load_encoder
 from ..runs import RunRecord, RunResult, TrainStats, artifact_meta, evaluate_splits, start_output, write_run
 from ..runs.trust import fit_trust
@@ -26,6 +26,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     task, splits, labels = read_data(cfg)
     accelerator = setup.prepare(cfg)
     enc = load_encoder(cfg, task.auto_model, labels, task.model_kwargs(labels), setup.attention(cfg))
+    start_head(enc.model, task.head_bias(splits.train, labels))  # before peft copies the head
     model, params = apply_method(enc.model, cfg.method, cfg.freeze_layers, cfg.peft)  # peft: wrapped
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
@@ -82,6 +83,18 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         result = RunResult(cfg.output, cfg.output / "model", record.metrics())
     accelerator.wait_for_everyone()
     return result
+
+
+def start_head(model: torch.nn.Module, bias: Any) -> None:
+    """Set the bias of the head's output layer (the last linear layer of the task head) to ``bias``."""
+    if bias is None:
+        return
+    layers = [
+        m for name in head_modules(model) for m in getattr(model, name).modules() if isinstance(m, torch.nn.Linear)
+    ]
+    if layers and layers[-1].bias is not None and layers[-1].out_features == len(bias):
+        with torch.no_grad():
+            layers[-1].bias.copy_(torch.as_tensor(bias, dtype=layers[-1].bias.dtype))
 
 
 register_recipe(Recipe("encoder", run, calibrates=True))

@@ -89,6 +89,10 @@ class Task(ABC):
         """Fit post-training state on dev (e.g. a multi-label threshold). Stored in the artifact."""
         return {}
 
+    def head_bias(self, examples: list[Example], labels: list[str]) -> np.ndarray | None:
+        """A starting bias for a new task head, from the training labels (None: the model's own init)."""
+        return None
+
     def plots(self, examples: list[Example], predictions: list[Any], labels: list[str], out_dir: Any) -> list[str]:
         """Write task-specific plots; returns file names."""
         return []
