@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/fieldtune demo
+	$(BIN)/fieldtune watch demo   # news monitoring: a week of synthetic headlines with a surge
 
 test: install
+	scripts/ensure-chromium   # Debian's headless Chromium for the dashboard's browser tests
 	scripts/with-postgres $(BIN)/python -m pytest -q   # a throwaway PostgreSQL for the store tests
 
 lint: install

@@ -131,3 +131,30 @@ def db_url(request, tmp_path) -> str:
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+# ---------------------------------------------------------------- watch (news monitoring)
+@pytest.fixture(scope="session")
+def watch_sentiment(tmp_path_factory) -> Path:
+    """A real minilm sentiment model (positive / negative / neutral) from 120 shipped synthetic headlines.
+
+    60 optimizer steps: enough on templated headlines for the obvious cases the watch tests rely on.
+    """
+    from fieldtune import train
+
+    out = tmp_path_factory.mktemp("watch-sentiment")
+    with open(SAMPLES / "watch" / "sentiment_train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:120]
+    data = out / "train.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    config = {
+        "task": "classification",
+        "model": "minilm",
+        "data": {"train": str(data), "dev": str(SAMPLES / "watch" / "sentiment_dev.csv")},
+        "output": str(out / "run"),
+        "train": {"max_steps": 60, "lr": 2e-4, "batch_size": 16, "checkpoint": False, "seed": 3},
+    }
+    return train(config, progress=False).model_dir

@@ -349,18 +349,21 @@ def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list
         raw = dict(source)
     else:
         path = Path(source)
-        raw = _read_yaml(path)
+        raw = read_yaml(path)
         base_dir = path.parent
     for item in overrides:
         _apply_override(raw, item)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_describe(err, source), hint="see `fieldtune train --help-config` for every field") from None
+        raise UserError(
+            describe_error(err, source), hint="see `fieldtune train --help-config` for every field"
+        ) from None
     return _resolve_paths(config, base_dir)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing file, bad YAML or a non-mapping is a :class:`UserError` with the line."""
     if not path.is_file():
         raise UserError("config file not found", path=path, hint="pass the path of a run.yaml")
     try:
@@ -388,7 +391,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[leaf] = yaml.safe_load(value) if value.strip() else None
 
 
-def _describe(err: ValidationError, source: object) -> str:
+def describe_error(err: ValidationError, source: object) -> str:
+    """One line per invalid field (dotted key, message, the value given), for a :class:`UserError`."""
     where = f" in {source}" if isinstance(source, (str, Path)) else ""
     lines = [f"invalid config{where}:"]
     for e in err.errors():

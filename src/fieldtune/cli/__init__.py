@@ -2,7 +2,7 @@
 
 One module per command group: ``run`` (train, eval, demo), ``predict`` (predict, export, serve),
 ``compare`` (models, compare), ``explain``, ``drift``, ``registry``, ``feedback``, ``retrain``,
-``suggest``; ``common`` holds what they share. User errors print a message (file, line, fix) and
+``suggest``, ``watch``; ``common`` holds what they share. User errors print a message (file, line, fix) and
 exit with code 2 — never a traceback.
 """
 
@@ -14,6 +14,7 @@ import typer
 
 from . import compare, drift, explain, feedback, predict, registry, retrain, run, suggest
 from .common import err
+from .watch import watch_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Fine-tune, evaluate and use pretrained language models."
@@ -44,6 +45,7 @@ feedback_app.command("import")(feedback.feedback_import)
 
 app.command()(retrain.retrain)
 app.command()(suggest.suggest)
+app.add_typer(watch_app, name="watch")
 
 
 def main() -> None:

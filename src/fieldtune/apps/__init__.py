@@ -1,0 +1,1 @@
+"""Applications built on fieldtune's public API."""

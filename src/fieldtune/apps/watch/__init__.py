@@ -1,0 +1,1 @@
+"""``fieldtune watch``: financial news monitoring — sentiment, topics and entities over time, with alerts."""
