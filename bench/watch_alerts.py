@@ -21,7 +21,7 @@ Scoring, per rule set (``zscore`` alone, ``cusum`` alone, ``both`` = the default
 - recall: share of spikes with an alert in buckets ``onset .. onset + 2``;
 - false alerts per 1,000 spike-free buckets: alerts outside every ``onset .. last + 2`` stretch,
   over the number of buckets outside those stretches (after the first ``window``, where no rule
-  can fire); every alert row counts, so one noise bucket flagged by both rules counts twice.
+  can fire); with both rules a surge gives one alert (the other rule is noted in its details).
 
 A second scenario (``shift``, informative, no target) injects sustained moderate shifts instead:
 the rate rises by 0.08–0.15 for 6–12 buckets, volume unchanged — the case CUSUM is for; recall

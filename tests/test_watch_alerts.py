@@ -296,3 +296,17 @@ def test_run_detection_respects_accepted_baselines_and_key_filter():
     assert run_detection(store, cfg) == []
     store._baselines.clear()
     assert len(run_detection(store, cfg, keys={"entity": ["ICBC"]})) == 1
+
+
+def test_one_alert_per_surge_when_both_rules_fire():
+    """A strong surge trips the z-score and the CUSUM in the same bucket: one alert, the other rule in details."""
+    counts = (
+        noisy(40, volume=50, rate=0.2, seed=3) + [(50, 45), (50, 45), (50, 44)] + noisy(10, volume=50, rate=0.2, seed=4)
+    )
+    buckets = series(counts)
+    settings = AlertSettings()
+    per_rule = {r["rule"] for r in zscore_alerts(buckets, settings) + cusum_alerts(buckets, settings)}
+    assert per_rule == {"zscore", "cusum"}
+    alerts = detect(buckets, settings, "Acme", "entity")
+    assert len(alerts) == 1 and alerts[0]["bucket_start"] == buckets[40].start
+    assert alerts[0]["rule"] == "zscore" and [a["rule"] for a in alerts[0]["details"]["also"]] == ["cusum"]

@@ -339,3 +339,17 @@ def test_aggregation_weights_the_title_and_sentences_that_carry_sentiment():
     # the title counts TITLE_WEIGHT times a body sentence of the same polar mass
     two = aggregate(np.array([neg, pos]), np.array([0, 0]), np.array([True, False]), 1, 1)[0]
     assert two[0] / two[2] == pytest.approx((TITLE_WEIGHT * 0.9 + 0.05) / (TITLE_WEIGHT * 0.05 + 0.9), rel=1e-3)
+
+
+def test_copies_share_entities_and_sentiment():
+    """Same template about another company, or the opposite sentiment: not a copy, however similar."""
+    e = np.ones(4, dtype=np.float32)
+    rows = [
+        {"id": "a", "embedding": e, "entities": ["Contoso"], "sentiment": "negative"},
+        {"id": "b", "embedding": e, "entities": ["Litware"], "sentiment": "negative"},
+        {"id": "c", "embedding": e, "entities": ["Contoso"], "sentiment": "positive"},
+        {"id": "d", "embedding": e, "entities": ["Contoso"], "sentiment": "negative"},
+    ]
+    assert find_duplicates(rows, [], 0.92) == {"d": "a"}
+    recent = [("old", e, ["Litware"], "negative")]
+    assert find_duplicates(rows[:1] + rows[1:2], recent, 0.92) == {"b": "old"}

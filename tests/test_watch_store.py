@@ -123,7 +123,7 @@ def test_claim_and_save_scores_mark_done_and_write_mentions(store):
     assert store.mentions("entity", "ICBC", since=T0 + timedelta(seconds=1)) == []
     assert store.mentions("entity", "ICBC", until=T0 + timedelta(seconds=1))[0][4] == "n000"
     assert store.keys() == {"topic": ["rates"], "entity": ["ICBC"]}
-    (event_id, embedding), *_ = store.recent_events(T0, T0 + timedelta(hours=1))
+    (event_id, embedding, *_), *_ = store.recent_events(T0, T0 + timedelta(hours=1))
     assert event_id == "n000" and embedding.dtype == np.float32 and embedding.tolist() == [0, 1, 2, 3]
     assert len(store.recent_events(T0, T0 + timedelta(hours=1))) == 1  # copies and unscored items are not events
     with store.claim(10) as claim:  # the unsaved one is still pending, first in line

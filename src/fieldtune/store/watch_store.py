@@ -210,17 +210,22 @@ class WatchStore:
         with self.engine.connect() as conn:
             return [{**_row_dict(r), "copies": 0} for r in conn.execute(q)]
 
-    def recent_events(self, since: datetime, until: datetime) -> list[tuple[str, np.ndarray]]:
-        """``(id, embedding)`` of scored event heads with ``since <= time <= until`` (both ends
-        included: a copy often carries its original's exact time), oldest first."""
+    def recent_events(
+        self, since: datetime, until: datetime
+    ) -> list[tuple[str, np.ndarray, list[str], str | None, str]]:
+        """``(id, embedding, entities, sentiment, title)`` of scored event heads with ``since <= time <= until``
+        (both ends included: a copy often carries its original's exact time), oldest first."""
         q = (
-            select(ITEMS.c.id, ITEMS.c.embedding)
+            select(ITEMS.c.id, ITEMS.c.embedding, ITEMS.c.entities, ITEMS.c.sentiment, ITEMS.c.title)
             .where(ITEMS.c.status == "done", ITEMS.c.duplicate_of.is_(None), ITEMS.c.embedding.is_not(None))
             .where(ITEMS.c.time >= _utc(since), ITEMS.c.time <= _utc(until))
             .order_by(ITEMS.c.time, ITEMS.c.id)
         )
         with self.engine.connect() as conn:
-            return [(i, np.frombuffer(blob, dtype=np.float32).copy()) for i, blob in conn.execute(q)]  # writable
+            return [
+                (i, np.frombuffer(blob, dtype=np.float32).copy(), list(entities or []), sentiment, title)  # writable
+                for i, blob, entities, sentiment, title in conn.execute(q)
+            ]
 
     def span(self) -> tuple[datetime, datetime] | None:
         """The earliest and latest item time, or None when there are no items."""

@@ -216,8 +216,9 @@ def detect(
 
     Returns:
         ``watch_alerts`` rows ``{"key", "kind", "bucket_start", "rule", "value", "threshold",
-        "items", "details"}`` ordered by bucket, then rule; after an alert a rule stays silent for
-        ``cooldown`` buckets on this key, and no (bucket, rule) appears twice.
+        "items", "details"}`` ordered by bucket: one per surge (the first rule to fire; others firing
+        in the same bucket go to ``details["also"]``), then no rule alerts on this key for ``cooldown``
+        buckets.
 
     Raises:
         ValueError: An unknown rule name.
@@ -239,7 +240,27 @@ def detect(
             row.update(key=key, kind=kind)
             out.setdefault((row["bucket_start"], rule), row)
             quiet_until = row["bucket_start"] + settings.cooldown * width if width else None
-    return [out[k] for k in sorted(out, key=lambda k: (k[0], k[1]))]
+    return _one_per_surge(
+        [out[k] for k in sorted(out, key=lambda k: (k[0], settings.rules.index(k[1])))], settings, width
+    )
+
+
+def _one_per_surge(rows: list[dict[str, Any]], settings: AlertSettings, width: Any) -> list[dict[str, Any]]:
+    """One alert per surge and key: the first rule to fire speaks; rules firing in the same bucket are
+    listed in its ``details["also"]``, and for ``cooldown`` buckets no rule alerts again on this key
+    (a risk team wants one message per surge, not one per statistic)."""
+    kept: list[dict[str, Any]] = []
+    quiet_until: datetime | None = None
+    for row in rows:
+        if kept and row["bucket_start"] == kept[-1]["bucket_start"]:
+            also = kept[-1]["details"].setdefault("also", [])
+            also.append({"rule": row["rule"], "value": row["value"], "threshold": row["threshold"]})
+            continue
+        if quiet_until is not None and row["bucket_start"] <= quiet_until:
+            continue
+        kept.append(row)
+        quiet_until = row["bucket_start"] + settings.cooldown * width if width else None
+    return kept
 
 
 def _pairs(keys: Mapping[str, Iterable[str]] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -92,8 +92,11 @@ def score_pending(
 
 def _copies(cfg: WatchConfig, store: WatchStore, items: list[Item], rows: list[dict]) -> dict[str, str]:
     times = [item.time for item in items]
+    titles = {item.id: item.title for item in items}
+    for row in rows:
+        row.setdefault("title", titles[row["id"]])  # figures in the title take part in the copy check
     recent = store.recent_events(min(times) - cfg.dedup_window, max(times))
-    return find_duplicates(rows, recent, cfg.dedup_threshold)
+    return find_duplicates(rows, recent, cfg.dedup_threshold, times=times, window=cfg.dedup_window)
 
 
 def ingest(
