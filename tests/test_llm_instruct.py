@@ -207,3 +207,35 @@ def test_chat_completions_over_asgi(tuned):
     assert bad.status_code == 422 and bad.json()["error"]["type"] == "invalid_request"
     assert predicted.status_code == 200 and "generated_text" in predicted.json()["predictions"][0]
     assert meta["causal_lm"] is True and meta["labels"] == []
+
+
+def test_the_official_openai_sdk_lists_models_chats_and_streams(tuned):
+    """OpenAI clients call GET /v1/models first; then chat and streaming must work unchanged."""
+    import httpx
+    import openai
+
+    app = create_app(tuned, predictor=load_predictor(tuned, batch_size=8))
+    conversation = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PAIRS[1][0]}]
+
+    async def body():
+        async with serving(app):  # the lifespan (model service) around the SDK's own client
+            http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+            client = openai.AsyncOpenAI(base_url="http://test/v1", api_key="unused", http_client=http)
+            listed = await client.models.list()
+            model = listed.data[0].id
+            card = await client.models.retrieve(model)
+            answer = await client.chat.completions.create(model=model, messages=conversation)
+            stream = await client.chat.completions.create(model=model, messages=conversation, stream=True)
+            pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
+            try:
+                await client.models.retrieve("no-such-model")
+                missing = None
+            except openai.NotFoundError as e:
+                missing = e
+            return listed, card, answer, "".join(pieces), missing
+
+    listed, card, answer, streamed, missing = run(body(), timeout=300)
+    assert len(listed.data) == 1 and listed.data[0].owned_by == "fieldtune" and card.id == listed.data[0].id
+    assert answer.model == card.id and answer.choices[0].message.content == PAIRS[1][1]
+    assert streamed.strip() == PAIRS[1][1]
+    assert missing is not None and missing.status_code == 404

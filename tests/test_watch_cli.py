@@ -123,3 +123,20 @@ def test_kill_9_during_ingest_loses_nothing_and_counts_nothing_twice(setup):
         ).one()
     assert sorted(ids) == sorted(i["id"] for i in items)
     assert mentions[0] == mentions[1] > 0
+
+
+def test_retrain_takes_only_the_sources_asked_for(tmp_path):
+    """The dashboard writes sentiment corrections (source watch) and topic corrections (watch:topics)
+    to one feedback table; a sentiment retrain must see only the first."""
+    from fieldtune.monitoring.retrain import Policy, _split_feedback
+
+    store = WatchStore(f"sqlite:///{tmp_path / 'w.db'}").store
+    store.add_feedback(
+        [
+            {"text": "Northwind fined by regulator", "label": "negative", "source": "watch"},
+            {"text": "Northwind fined by regulator", "label": ["legal"], "source": "watch:topics"},
+        ]
+    )
+    rows = _split_feedback(store, "classification", Policy(sources=("watch",)))["all"]
+    assert [(r.source, r.label) for r in rows] == [("watch", "negative")]
+    assert len(_split_feedback(store, "classification", Policy())["all"]) == 2

@@ -28,6 +28,9 @@ def retrain(
     overrides: Optional[list[str]] = typer.Argument(None, help="challenger config overrides, e.g. train.epochs=2"),
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    source: Optional[list[str]] = typer.Option(
+        None, "--source", help="only corrections from this source (repeatable), e.g. watch for the news dashboard's"
+    ),
 ) -> None:
     """Train a challenger on the champion's data + feedback; promote it only if it wins (cron-friendly)."""
     from ..monitoring.retrain import Policy
@@ -41,6 +44,7 @@ def retrain(
         feedback_weight=feedback_weight,
         holdout=holdout,
         min_feedback=min_feedback,
+        sources=tuple(source or ()),
     )
     outcome = run_retrain(open_store(db), policy, root=output, overrides=overrides or [])
     if as_json:

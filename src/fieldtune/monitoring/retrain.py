@@ -57,6 +57,7 @@ class Policy:
     holdout: float = 0.2  # share of corrections frozen as the recent-feedback holdout
     min_feedback: int = 10  # fewer new corrections than this: nothing to retrain on
     seed: int = 42
+    sources: tuple[str, ...] = ()  # only corrections from these sources (e.g. "watch"); empty: all
 
 
 @dataclass
@@ -180,12 +181,17 @@ def _check_frozen(path: Path, recorded: dict[str, Any] | None) -> None:
 
 def _split_feedback(store: Store, task: str, policy: Policy) -> dict[str, list]:
     """Freeze a split for new rows, then return the usable rows by split (rows without text, i.e.
-    logged as hashes only, can't be trained on)."""
-    rows = [f for f in store.feedback() if f.text]
+    logged as hashes only, can't be trained on; rows from other sources than ``policy.sources``, e.g.
+    a news dashboard's topic corrections next to its sentiment ones, belong to another model)."""
+
+    def usable() -> list:
+        return [f for f in store.feedback() if f.text and (not policy.sources or f.source in policy.sources)]
+
+    rows = usable()
     fresh = {f.id: _side(f.id, policy) for f in rows if f.split is None}
     if fresh:
         store.assign_splits(fresh)
-        rows = [f for f in store.feedback() if f.text]
+        rows = usable()
     return {
         "all": rows,
         "train": [f for f in rows if f.split == "train"],

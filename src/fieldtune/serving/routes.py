@@ -1,5 +1,5 @@
 """The routes of a server: probes (/health, /ready, /metrics, always open) and the API
-(/metadata, /v1/predict, /v1/explain, /v1/feedback, /v1/chat/completions), behind a bearer token when one is set.
+(/metadata, /v1/models, /v1/predict, /v1/explain, /v1/feedback, /v1/chat/completions), behind a bearer token when one is set.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
 and the request model is built per app.)
@@ -7,6 +7,7 @@ and the request model is built per app.)
 
 import asyncio
 import secrets
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -91,6 +92,7 @@ def api_routes(service: ModelService, token: str | None) -> APIRouter:
     auth_error = {401: ERROR} if token else {}
     router = APIRouter(dependencies=deps, route_class=JSONBodyRoute, responses=auth_error)
     _add_metadata(router, service)
+    _add_models(router, service)
     _add_predict(router, service)
     _add_feedback(router, service)
     add_explain(router, service)
@@ -116,6 +118,30 @@ def _add_metadata(router: APIRouter, service: ModelService) -> None:
             "limits": service.limits.as_dict(),
         }
         return JSONResponse(json_safe(body))
+
+
+def _add_models(router: APIRouter, service: ModelService) -> None:
+    """``GET /v1/models`` (+ ``/v1/models/{id}``) in OpenAI's shape: many OpenAI clients list models
+    before their first chat call. The id is the model version, as ``model`` in chat completions."""
+
+    def card() -> dict[str, Any]:
+        try:
+            created = int(datetime.fromisoformat(str(service.meta.get("created"))).timestamp())
+        except ValueError:
+            created = 0
+        return {"id": service.version, "object": "model", "created": created, "owned_by": "fieldtune"}
+
+    @router.get("/v1/models", tags=["model"], summary="OpenAI-style list of the served model (one)")
+    async def models() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [card()]})
+
+    @router.get("/v1/models/{model_id}", tags=["model"], summary="OpenAI-style model card", responses={404: ERROR})
+    async def model(model_id: str) -> JSONResponse:
+        if model_id != service.version:
+            raise ApiError(
+                404, "model_not_found", f"this server serves {service.version}, not {model_id}", "GET /v1/models"
+            )
+        return JSONResponse(card())
 
 
 def _backend_name(service: ModelService) -> str:
