@@ -1,5 +1,6 @@
 """The routes of a server: probes (/health, /ready, /metrics, always open) and the API
-(/metadata, /v1/models, /v1/predict, /v1/explain, /v1/feedback, /v1/chat/completions), behind a bearer token when one is set.
+(/metadata, /v1/models, /v1/predict, /v1/explain, /v1/feedback, /v1/chat/completions), behind a
+bearer token when one is set.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
 and the request model is built per app.)
