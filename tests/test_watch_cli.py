@@ -140,3 +140,26 @@ def test_retrain_takes_only_the_sources_asked_for(tmp_path):
     rows = _split_feedback(store, "classification", Policy(sources=("watch",)))["all"]
     assert [(r.source, r.label) for r in rows] == [("watch", "negative")]
     assert len(_split_feedback(store, "classification", Policy())["all"]) == 2
+
+
+def test_arrivals_close_a_chunk_after_max_wait_and_raise_reader_errors():
+    """A slow stream is handled as it flows; an error while reading reaches the caller."""
+    from fieldtune.apps.watch.pipeline import arrivals
+
+    def slow():
+        yield from (1, 2)
+        time.sleep(0.6)
+        yield 3
+
+    assert list(arrivals(slow(), size=10, max_wait=0.2)) == [[1, 2], [3]]
+    assert list(arrivals(iter(range(5)), size=2, max_wait=5)) == [[0, 1], [2, 3], [4]]
+
+    def broken():
+        yield 1
+        raise ValueError("bad line")
+
+    got = []
+    with pytest.raises(ValueError, match="bad line"):
+        for chunk in arrivals(broken(), size=10, max_wait=0.2):
+            got.append(chunk)
+    assert got == [[1]]

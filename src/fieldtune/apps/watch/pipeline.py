@@ -8,8 +8,10 @@ nothing, and several workers on one database share the pending items without dou
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,14 +108,61 @@ def ingest(
     parsed: Iterable[Item | Rejected],
     detect: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    max_wait: float = 1.0,
 ) -> IngestReport:
-    """Store, score and (by default) run the alert rules; see the module docstring for the guarantees."""
+    """Store, score and (by default) run the alert rules, chunk by chunk as items arrive.
+
+    A chunk is up to :data:`INSERT_CHUNK` items, or what arrived within ``max_wait`` seconds of its
+    first item: a slow stream (``tail -f news.jsonl | fieldtune watch ingest cfg -``) is scored and
+    checked for alerts as it flows, not when it ends. See the module docstring for the guarantees.
+    """
     report = IngestReport()
-    store_items(store, parsed, report)
-    report.scored, report.duplicates = score_pending(cfg, store, scorer, on_batch)
-    if detect:
-        report.alerts = run_detection(store, cfg)
+    for chunk in arrivals(parsed, INSERT_CHUNK, max_wait):
+        store_items(store, chunk, report)
+        scored, copies = score_pending(cfg, store, scorer, on_batch)
+        report.scored += scored
+        report.duplicates += copies
+        if detect and scored:
+            report.alerts += run_detection(store, cfg)
     return report
+
+
+_END = object()
+
+
+def arrivals(entries: Iterable[Any], size: int, max_wait: float) -> Iterator[list[Any]]:
+    """Group ``entries`` into lists of up to ``size``, closing a list ``max_wait`` seconds after its
+    first entry arrived. A reader thread pulls from ``entries`` (a blocking stdin among them); an
+    error raised while reading is raised here, in the caller's thread."""
+    box: queue.Queue = queue.Queue(maxsize=4 * size)
+
+    def read() -> None:
+        try:
+            for entry in entries:
+                box.put(entry)
+        except BaseException as e:  # handed over, raised by the consumer
+            box.put(e)
+        box.put(_END)
+
+    threading.Thread(target=read, daemon=True, name="watch-reader").start()
+    held: Any = None  # an end or an error met while filling a chunk: handled after that chunk
+    while True:
+        first, held = (box.get() if held is None else held), None
+        if first is _END:
+            return
+        if isinstance(first, BaseException):
+            raise first
+        chunk, deadline = [first], time.monotonic() + max_wait
+        while len(chunk) < size:
+            try:
+                entry = box.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if entry is _END or isinstance(entry, BaseException):
+                held = entry
+                break
+            chunk.append(entry)
+        yield chunk
 
 
 def follow_folder(
