@@ -86,7 +86,7 @@ def pipeline_rate(out: Path, sentiment: Path, ner: Path, items: list[dict], back
     for old in folder.glob("watch.db*"):
         old.unlink()
     cfg = load_watch_config(
-        {"sentiment": str(sentiment), "ner": str(ner), "topics": TOPICS, "entities": COMPANIES, "backend": backend},
+        {"sentiment": str(sentiment.resolve()), "ner": str(ner.resolve()), "topics": TOPICS, "entities": COMPANIES, "backend": backend},
         base_dir=folder,
     )
     scorer, store = Scorer.from_config(cfg), WatchStore(cfg.db)

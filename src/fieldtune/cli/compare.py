@@ -20,10 +20,10 @@ def models() -> None:
     """List bundled model aliases and where they resolve."""
     from ..zoo import list_models
 
-    table = Table("alias", "resolves to", "description")
+    table = Table("alias", "resolves to", "description", "licence")
     table.columns[1].overflow = "fold"
     for row in list_models():
-        table.add_row(row["alias"], row["resolves_to"], row["description"])
+        table.add_row(row["alias"], row["resolves_to"], row["description"], row["licence"])
     out.print(table)
 
 
