@@ -6,8 +6,9 @@
    AllAgree (seeded stratified 70/10/20 split, as in bench/adaptation.py); test accuracy.
 2. NER: `minilm` on 2,000 seeded CoNLL-2003 training sentences (organisation mentions).
 3. Both exported to ONNX int8 (`fieldtune export --int8`, parity-checked).
-4. Throughput: ``--items`` synthetic headlines (`fieldtune.apps.watch.synthetic.stream`, six fictional
-   companies, 10% syndicated copies) ingested into a fresh SQLite database by the watch pipeline —
+4. Throughput: ``--items`` synthetic headlines (`fieldtune.apps.watch.synthetic.stream` over a month,
+   300 fictional companies, all on the watch list, 10% syndicated copies) ingested into a fresh SQLite
+   database by the watch pipeline —
    validate, store, score (sentiment + topics by example phrases + entities + NER + embeddings for
    de-duplication), collapse copies, save — timed end to end: items per second. The same on torch.
 5. Baseline in the same run: the same models called per item through `transformers.pipeline`
@@ -38,7 +39,7 @@ from fieldtune.apps.watch.demo import TOPICS  # noqa: E402
 from fieldtune.apps.watch.items import parse_item  # noqa: E402
 from fieldtune.apps.watch.pipeline import ingest  # noqa: E402
 from fieldtune.apps.watch.scoring import Scorer  # noqa: E402
-from fieldtune.apps.watch.synthetic import COMPANIES, stream  # noqa: E402
+from fieldtune.apps.watch.synthetic import stream  # noqa: E402
 from fieldtune.export import export_onnx  # noqa: E402
 from fieldtune.store.watch_store import WatchStore  # noqa: E402
 
@@ -80,13 +81,27 @@ def ner_model(data: Path, out: Path, seed: int) -> Path:
     )
 
 
+PREFIXES = "Apex Birch Cobalt Delta Ember Falcon Granite Harbor Iris Juniper Kestrel Lumen Meridian Nova Onyx".split()
+PREFIXES += (
+    "Pinnacle Quartz Redwood Summit Tidal Umber Vertex Willow Xenon Yarrow Zephyr Atlas Boreal Cedar Dune".split()
+)
+SUFFIXES = "Bank Energy Motors Airlines Pharma Retail Mining Telecom Insurance Capital".split()
+MANY = {f"{p} {s}": [] for p in PREFIXES for s in SUFFIXES}  # 300 companies, the name as the only alias
+
+
 def pipeline_rate(out: Path, sentiment: Path, ner: Path, items: list[dict], backend: str) -> float:
     folder = out / f"run-{backend}"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("watch.db*"):
         old.unlink()
     cfg = load_watch_config(
-        {"sentiment": str(sentiment.resolve()), "ner": str(ner.resolve()), "topics": TOPICS, "entities": COMPANIES, "backend": backend},
+        {
+            "sentiment": str(sentiment.resolve()),
+            "ner": str(ner.resolve()),
+            "topics": TOPICS,
+            "entities": MANY,
+            "backend": backend,
+        },
         base_dir=folder,
     )
     scorer, store = Scorer.from_config(cfg), WatchStore(cfg.db)
@@ -134,7 +149,8 @@ def main() -> None:
     if args.models_only:
         return
     per_hour = max(6.0, args.items / (24 * 30))  # a month of news
-    items = list(stream(datetime(2026, 1, 1, tzinfo=timezone.utc), 24 * 31, per_hour=per_hour, seed=args.seed))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    items = list(stream(start, 24 * 31, per_hour=per_hour, seed=args.seed, companies=MANY))
     items = items[: args.items]
     rates = {b: pipeline_rate(args.out, sentiment, ner, items, b) for b in args.backends.split(",")}
     rates["per-item transformers.pipeline"] = baseline_rate(sentiment, ner, items[: args.baseline_items])

@@ -92,13 +92,13 @@ DATA_CASES = {
         1,
         ["invalid tag 'X-LOC'", "O, B-TYPE or I-TYPE"],
     ),
-    "bioes tag": (
+    "bioes tag with underscore": (
         "train.txt",
-        "a O\nParis S-LOC\n",
+        "a O\nParis S_LOC\n",
         "ner",
         {},
         2,
-        ["invalid tag 'S-LOC'", "BIOES"],
+        ["invalid tag 'S_LOC'", "did you mean S-LOC?"],
     ),
     "jsonl tag": (
         "train.jsonl",

@@ -252,6 +252,8 @@ def test_conll_iob2_left_unchanged(tmp_path):
         (["I-A", "I-A", "B-A", "I-A"], ["B-A", "I-A", "B-A", "I-A"], True),
         (["B-A", "I-A", "I-B"], ["B-A", "I-A", "B-B"], True),
         (["B-A", "B-A", "I-A"], ["B-A", "B-A", "I-A"], False),
+        (["S-A", "B-A", "E-A", "O", "B-B", "I-B", "E-B"], ["B-A", "B-A", "I-A", "O", "B-B", "I-B", "I-B"], True),
+        (["B-A", "M-A", "E-A", "S-A", "S-B"], ["B-A", "I-A", "I-A", "B-A", "B-B"], True),
     ],
 )
 def test_normalize_tags(tags, expected, changed):

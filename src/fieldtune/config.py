@@ -37,7 +37,11 @@ class DataConfig(_Strict):
         description="Label column (classification). Default: first of label, labels, category, intent, class, tags.",
     )
     label_separator: str = Field("|", description="Multi-label: separator when labels are one delimited string.")
-    encoding: str = Field("utf-8", description="Text encoding of the data files, e.g. latin-1, utf-8-sig.")
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of the data files (all formats), e.g. gb18030 for Chinese files saved as GBK / "
+        "GB2312 / GB18030, big5, latin-1. A byte-order mark (UTF-8, UTF-16) overrides it.",
+    )
     dev_fraction: float = Field(
         0.1,
         gt=0,

@@ -6,6 +6,7 @@ file, the line and the fix. Nothing is dropped silently: a row that can't be use
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from .examples import ChatExample, Dataset, TaggedSentence, TextExample
-from .tags import check_tag, normalize_tags
+from .tags import check_tag, is_bioes, normalize_tags
 
 TEXT_COLUMNS = ("text", "sentence", "content", "query", "utterance")
 LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "tags")
@@ -47,7 +48,11 @@ def read_examples(path: str | Path, task: str, data_cfg: Any) -> Dataset:
 
 
 def read_text(path: Path, encoding: str) -> str:
-    """Whole file as text; missing, empty or wrongly encoded files are clear errors."""
+    """Whole file as text; missing, empty or wrongly encoded files are clear errors.
+
+    A byte-order mark wins over ``encoding``: a file Excel saved as UTF-8 (with BOM) or as
+    "Unicode text" (UTF-16) reads right whatever ``data.encoding`` says for the other files.
+    """
     if not path.is_file():
         raise UserError(
             "file not found", path=path, hint="check the path (relative paths are from the config file's folder)"
@@ -55,6 +60,16 @@ def read_text(path: Path, encoding: str) -> str:
     raw = path.read_bytes()
     if not raw.strip():
         raise UserError("file is empty", path=path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(
+            f"unknown encoding {encoding!r}", hint="use a Python codec name such as utf-8, gb18030 or latin-1"
+        ) from None
+    for bom, codec in BOMS:
+        if raw.startswith(bom):
+            encoding = codec
+            break
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # a byte-order mark (Excel's CSVs) is not part of the first column name
     try:
@@ -62,15 +77,45 @@ def read_text(path: Path, encoding: str) -> str:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise UserError(
-            f"byte {raw[err.start]:#04x} is not valid {encoding}",
+            f"byte {raw[err.start]:#04x} is not valid {encoding.removesuffix('-sig')}",
             path=path,
             line=line,
-            hint="set data.encoding to the file's encoding (e.g. data.encoding=latin-1) or re-save it as UTF-8",
+            hint=f"set data.encoding: {_likely_encoding(raw)} (or the file's real encoding), or re-save it as UTF-8",
         ) from None
-    except LookupError:
-        raise UserError(
-            f"unknown encoding {encoding!r}", hint="use a Python codec name such as utf-8 or latin-1"
-        ) from None
+
+
+# Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _likely_encoding(raw: bytes) -> str:
+    """gb18030 when the file reads as common Chinese in it (GBK/GB2312 files are GB18030 too),
+    else latin-1: a guess for the hint, never applied silently.
+
+    Latin-1 text often decodes as GB18030 too ("ü" + a letter is a valid pair), but into rare
+    characters outside GB2312's 6,763 common Han characters and punctuation.
+    """
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return "latin-1"
+    non_ascii = [c for c in text if ord(c) > 127]
+    common = sum(1 for c in non_ascii if _in_gb2312(c))
+    return "gb18030" if non_ascii and common >= 0.9 * len(non_ascii) else "latin-1"
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _detect_format(path: Path, fmt: str, task: str) -> str:
@@ -91,13 +136,14 @@ def _detect_format(path: Path, fmt: str, task: str) -> str:
 
 
 def _read_conll(path: Path, text: str) -> Dataset:
-    sentences, tokens, tags, start, iob1 = [], [], [], 0, False
+    sentences, tokens, tags, start, iob1, bioes = [], [], [], 0, False, False
 
     def flush() -> None:
-        nonlocal tokens, tags, iob1
+        nonlocal tokens, tags, iob1, bioes
         if tokens:
             fixed, changed = normalize_tags(tags)
             iob1 |= changed
+            bioes |= is_bioes(tags)
             sentences.append(TaggedSentence(tuple(tokens), tuple(fixed), start))
         tokens, tags = [], []
 
@@ -122,12 +168,12 @@ def _read_conll(path: Path, text: str) -> Dataset:
         tokens.append(fields[0])
         tags.append(fields[-1])
     flush()
-    notes = ["IOB1 tags converted to IOB2"] if iob1 else []
+    notes = [_conversion_note(bioes)] if iob1 else []
     return Dataset(path, sentences, notes)
 
 
 def _read_tagged_jsonl(path: Path, text: str) -> Dataset:
-    sentences, iob1 = [], False
+    sentences, iob1, bioes = [], False, False
     for number, obj in _jsonl_objects(path, text):
         tokens, tags = obj.get("tokens"), obj.get("tags", obj.get("ner_tags"))
         if not isinstance(tokens, list) or not isinstance(tags, list):
@@ -140,8 +186,14 @@ def _read_tagged_jsonl(path: Path, text: str) -> Dataset:
             check_tag(str(tag), path, number)
         fixed, changed = normalize_tags([str(t) for t in tags])
         iob1 |= changed
+        bioes |= is_bioes([str(t) for t in tags])
         sentences.append(TaggedSentence(tuple(str(t) for t in tokens), tuple(fixed), number))
-    return Dataset(path, sentences, ["IOB1 tags converted to IOB2"] if iob1 else [])
+    return Dataset(path, sentences, [_conversion_note(bioes)] if iob1 else [])
+
+
+def _conversion_note(bioes: bool) -> str:
+    """What the tag conversion did (BIOES/BMES files say so; otherwise they were IOB1)."""
+    return f"{'BIOES/BMES' if bioes else 'IOB1'} tags converted to IOB2"
 
 
 CHAT_ROLES = ("system", "user", "assistant")

@@ -22,7 +22,7 @@ class Word:
 
 def split_words(text: str) -> list[Word]:
     """The words of ``text`` with character offsets (runs of word characters, joined by ``-'’.``;
-    every other non-space character is a word of its own)."""
+    every CJK character and every other non-space character is a word of its own)."""
     return [Word(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
 
 

@@ -31,7 +31,7 @@ from ..utils.hashing import file_sha256
 from .reference_data import REFERENCE_HINT, reference_texts
 from .text_features import EMBEDDER, embed, seeded_sample, words
 
-FORMAT = 1  # bump when the cached content changes meaning
+FORMAT = 2  # bump when the cached content changes meaning (2: Chinese words segmented by jieba)
 MAX_TEXTS = 2000  # predicted over: enough for stable label shares, a minute at most on a CPU
 MAX_EMBEDDINGS = 500  # the MMD test's kernel is quadratic in the sample
 SMALL = 30  # fewer reference texts than this: said in the report

@@ -3,11 +3,18 @@
 Sentences longer than the model's limit are cut into windows of whole words (never truncated);
 each word is predicted by the window that holds it. Raw text is split into words with character
 offsets so entities map back to spans of the input.
+
+Chinese, Japanese and Korean are written without spaces and tagged per character (CoNLL files with
+one character per line), so every CJK character is a word of its own, in raw text as in training
+data. Sentencepiece (metaspace) tokenizers prefix every pre-split word with ``▁``; a CJK character
+is encoded instead as the piece it is inside running text (``三``, not ``▁三`` or ``▁`` + ``三``),
+which keeps one piece per character and puts its label on a piece holding the character.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +27,19 @@ from .base import Task
 from .losses import token_loss
 from .registry import register
 
-WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
+# characters written without spaces between words: Han, kana, Hangul, bopomofo, CJK and full-width
+# punctuation and forms (U+3000, the ideographic space, is whitespace and left out)
+CJK = (
+    "\u1100-\u11ff\u3001-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff\ufe30-\ufe6f\uff01-\uffef"
+    "\U00020000-\U0003134f"
+)
+# a CJK character; a run of other word characters (joined by -'’.); any other non-space character
+WORD = re.compile(rf"[{CJK}]|[^\W{CJK}]+(?:[-'’.][^\W{CJK}]+)*|[^\w\s]", re.UNICODE)
+_CJK_CHAR = re.compile(rf"[{CJK}]")
+# whitespace-separated chunks, with each CJK character cut out as a word of its own
+_SPACED_WORD = re.compile(rf"[{CJK}]|[^\s{CJK}]+")
+METASPACE = "▁"  # sentencepiece's word-start mark
 IGNORE = -100
 
 
@@ -41,10 +60,13 @@ class TokenClassification(Task):
 
     def encode(self, examples, tokenizer, label2id, max_length):
         enc = tokenizer([list(ex.tokens) for ex in examples], is_split_into_words=True, truncation=False)
+        bare = bare_metaspace_id(tokenizer)
         features = []
         for i, ex in enumerate(examples):
             ids, word_ids = enc["input_ids"][i], enc.word_ids(i)
-            for window in _windows(ids, word_ids, max_length):
+            if bare is not None:
+                ids, word_ids = unspace_cjk(ids, word_ids, ex.tokens, tokenizer, bare)
+            for window in _windows(ids, word_ids, max_length, bare):
                 features.append(_feature(i, ex, window, label2id))
         return features
 
@@ -119,9 +141,9 @@ class TokenClassification(Task):
         return TaggedSentence(tuple(w for w, _, _ in words), tuple(tags))
 
     def correction_from_example(self, example):
-        """The words joined by single spaces, and their entities' character spans in that text."""
-        text = " ".join(example.tokens)
-        starts = [sum(len(t) + 1 for t in example.tokens[:i]) for i in range(len(example.tokens))]
+        """The words joined by single spaces (none between two CJK characters), and their entities'
+        character spans in that text."""
+        text, starts = join_words(example.tokens)
         ends = [s + len(t) for s, t in zip(starts, example.tokens)]
         entities = [{"start": starts[s], "end": ends[e], "label": t} for t, s, e in get_entities(list(example.tags))]
         return text, entities
@@ -136,13 +158,57 @@ def entity_types(labels: list[str]) -> list[str]:
 
 
 def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
-    """Whitespace words with their character spans (how NER corrections become tagged sentences)."""
-    out, i = [], 0
-    for word in text.split():
-        start = text.index(word, i)
-        out.append((word, start, start + len(word)))
-        i = start + len(word)
-    return out
+    """Whitespace words with their character spans (how NER corrections become tagged sentences);
+    every CJK character is a word of its own, so unspaced Chinese splits into characters."""
+    return [(m.group(), m.start(), m.end()) for m in _SPACED_WORD.finditer(text)]
+
+
+def is_cjk(word: str) -> bool:
+    """Does ``word`` start with a CJK character (a word written without spaces around it)?"""
+    return bool(_CJK_CHAR.match(word))
+
+
+def join_words(tokens: Sequence[str]) -> tuple[str, list[int]]:
+    """Words as one text: single spaces between them, none between two CJK words; and their starts."""
+    text, starts = "", []
+    for i, token in enumerate(tokens):
+        if i and not (is_cjk(token) and is_cjk(tokens[i - 1][-1:])):
+            text += " "
+        starts.append(len(text))
+        text += token
+    return text, starts
+
+
+def bare_metaspace_id(tokenizer) -> int | None:
+    """The id of a lone ``▁`` piece in a sentencepiece (metaspace) vocabulary; None for others
+    (WordPiece, byte-level BPE), whose encoding is left exactly as the tokenizer makes it."""
+    piece = tokenizer.convert_tokens_to_ids(METASPACE)
+    return None if piece is None or piece == tokenizer.unk_token_id else piece
+
+
+def unspace_cjk(
+    ids: list[int], word_ids: list[int | None], words: Sequence[str], tokenizer: Any, bare: int
+) -> tuple[list[int], list[int | None]]:
+    """Encode each CJK word as it appears inside running text: a metaspace tokenizer starts every
+    pre-split word with ``▁``, which Chinese text never has between characters. A lone ``▁`` piece
+    is dropped, and ``▁三`` becomes ``三`` where the vocabulary has it (else it stays).
+
+    Returns:
+        ``(ids, word_ids)`` without those pieces.
+    """
+    out_ids, out_words = [], []
+    for p, (piece, word) in enumerate(zip(ids, word_ids)):
+        starts_word = word is not None and (p == 0 or word_ids[p - 1] != word)
+        if starts_word and is_cjk(words[word]):
+            if piece == bare and p + 1 < len(ids) and word_ids[p + 1] == word:
+                continue  # the character follows in its own piece
+            text = tokenizer.convert_ids_to_tokens(piece)
+            if text.startswith(METASPACE) and len(text) > 1:
+                inner = tokenizer.convert_tokens_to_ids(text[len(METASPACE) :])
+                piece = piece if inner is None or inner == tokenizer.unk_token_id else inner
+        out_ids.append(piece)
+        out_words.append(word)
+    return out_ids, out_words
 
 
 def _check_entities(text: str | None, entities: Any, types: list[str], allow_new: bool) -> list[dict[str, Any]]:
@@ -184,8 +250,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _windows(ids: list[int], word_ids: list[int | None], max_length: int):
-    """Yield (input_ids, [(position, word)]) windows of whole words within ``max_length``."""
+def _windows(ids: list[int], word_ids: list[int | None], max_length: int, bare: int | None = None):
+    """Yield (input_ids, [(position, word)]) windows of whole words within ``max_length``; a word's
+    position is its first piece, or its first piece after a lone metaspace ``bare`` (no characters)."""
     positions = [p for p, w in enumerate(word_ids) if w is not None]
     if not positions:
         yield ids, []
@@ -202,7 +269,8 @@ def _windows(ids: list[int], word_ids: list[int | None], max_length: int):
         if window and len(window) + len(word_pieces) > budget:
             yield prefix + window + suffix, first
             window, first = [], []
-        first.append((len(prefix) + len(window), word))
+        lead = 1 if len(word_pieces) > 1 and word_pieces[0] == bare else 0
+        first.append((len(prefix) + len(window) + lead, word))
         window += word_pieces
     yield prefix + window + suffix, first
 

@@ -116,13 +116,16 @@ class Spike:
     extra: int = 12
 
 
-def headline(rng: random.Random, company: str, sentiment: str, topic: str | None = None) -> tuple[str, str]:
+def headline(
+    rng: random.Random, company: str, sentiment: str, topic: str | None = None, companies: dict | None = None
+) -> tuple[str, str]:
     """One (headline, topic) about ``company`` with the given sentiment; Chinese aliases get Chinese text."""
     topic = topic or rng.choice(list(TEMPLATES))
-    chinese = [a for a in COMPANIES[company] if not a.isascii()]
+    aliases = (companies or COMPANIES)[company]
+    chinese = [a for a in aliases if not a.isascii()]
     if chinese and rng.random() < 0.15:
         return rng.choice(CHINESE[sentiment]).format(c=chinese[0], p=rng.randint(2, 30)), topic
-    name = rng.choice([company, company, *[a for a in COMPANIES[company] if a.isascii()]])
+    name = rng.choice([company, company, *[a for a in aliases if a.isascii()]])
     text = rng.choice(TEMPLATES[topic][sentiment])
     return text.format(c=name, p=rng.randint(2, 30), q=rng.choice(["first-quarter", "second-quarter", "annual"])), topic
 
@@ -145,25 +148,29 @@ def stream(
     spikes: tuple[Spike, ...] = (),
     seed: int = 0,
     copies: float = 0.1,
+    companies: dict[str, list[str]] | None = None,
 ) -> Iterator[dict[str, str]]:
     """Items ``{"id", "time", "source", "title"}``, hour by hour: background news + spikes + copies.
 
     Background sentiment is 25% negative, 35% positive, 40% neutral; a spike adds ``extra``
     negative stories per hour about its company. A fraction ``copies`` of stories is syndicated:
-    the same headline, reworded, from another source a few minutes later.
+    the same headline, reworded, from another source a few minutes later. ``companies`` replaces the
+    six fictional ones (``{name: [aliases]}``): a busy stream needs many, or every template about
+    every company recurs within a day and reads, rightly, as a copy.
     """
     rng = random.Random(seed)
     start = start.astimezone(timezone.utc)
     n = 0
     for h in range(hours):
         hour = start + timedelta(hours=h)
-        events = [(rng.choice(list(COMPANIES)), _background(rng)) for _ in range(_poisson(rng, per_hour))]
+        names = list(companies or COMPANIES)
+        events = [(rng.choice(names), _background(rng)) for _ in range(_poisson(rng, per_hour))]
         for spike in spikes:
             if spike.start <= hour < spike.start + timedelta(hours=spike.hours):
                 events += [(spike.company, "negative")] * spike.extra
         stamped = sorted((rng.uniform(0, 3000), c, s) for c, s in events)
         for offset, company, sentiment in stamped:
-            title, _ = headline(rng, company, sentiment)
+            title, _ = headline(rng, company, sentiment, companies=companies)
             n += 1
             t = hour + timedelta(seconds=offset)
             yield _item(f"n{n:07d}", t, rng.choice(SOURCES), title)
