@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from .common import err, out, user_errors
 
@@ -107,23 +106,14 @@ def alerts(
     json_out: bool = typer.Option(False, "--json", help="JSON list on stdout"),
 ) -> None:
     """Alerts so far, oldest first."""
+    from ..apps.watch.demo import alerts_table
+
     _, store = _open(config)
     rows = store.alerts()
     if json_out:
         out.print_json(json.dumps(rows, default=str))
         return
-    table = Table("bucket", "kind", "key", "rule", "value", "threshold", "items")
-    for a in rows:
-        table.add_row(
-            str(a["bucket_start"]),
-            a["kind"],
-            a["key"],
-            a["rule"],
-            f"{a['value']:.3g}",
-            f"{a['threshold']:.3g}",
-            str(len(a["items"])),
-        )
-    out.print(table)
+    out.print(alerts_table(rows))
     if not rows:
         err.print("no alerts yet")
 

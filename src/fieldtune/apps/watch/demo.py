@@ -60,16 +60,23 @@ def run_watch_demo(output: Path, console: Console) -> Path:
         f"{len(report.rejected)} rejected, {len(report.alerts)} alerts",
         highlight=False,
     )
+    console.print(alerts_table(report.alerts))
+    return config
+
+
+def alerts_table(alerts: list[dict]) -> Table:
+    """Alerts as a terminal table (the demo and ``fieldtune watch alerts``); other rules that fired on
+    the same surge are shown after the first."""
     table = Table("bucket", "kind", "key", "rule", "value", "threshold", "items")
-    for a in report.alerts:
+    for a in alerts:
+        also = "".join(f" +{x['rule']}" for x in (a.get("details") or {}).get("also", []))
         table.add_row(
             str(a["bucket_start"]),
             a["kind"],
             a["key"],
-            a["rule"],
+            a["rule"] + also,
             f"{a['value']:.3g}",
             f"{a['threshold']:.3g}",
             str(len(a["items"])),
         )
-    console.print(table)
-    return config
+    return table
