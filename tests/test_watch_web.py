@@ -364,3 +364,33 @@ def test_openapi_lists_the_watch_routes_not_the_pages(watch):
     assert {"/v1/watch/series", "/v1/watch/alerts", "/v1/watch/alerts/{alert_id}", "/v1/watch/items"} <= set(paths)
     assert {"/v1/watch/feedback", "/v1/watch/baseline", "/health"} <= set(paths)
     assert "/" not in paths and "/alerts/{alert_id}" not in paths
+
+
+def test_alert_page_lists_the_other_rules_of_the_surge(tmp_path):
+    """One alert per surge: the rules that also fired are on its page."""
+    from fastapi.testclient import TestClient
+
+    from fieldtune.apps.watch.config import load_watch_config
+    from fieldtune.apps.watch.web import create_watch_app
+    from fieldtune.store.watch_store import WatchStore
+
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = load_watch_config({"sentiment": str(model)}, base_dir=tmp_path)
+    store = WatchStore(cfg.db)
+    (alert,) = store.add_alerts(
+        [
+            {
+                "key": "Acme",
+                "kind": "entity",
+                "bucket_start": datetime(2026, 3, 2, 10, tzinfo=timezone.utc),
+                "rule": "zscore",
+                "value": 6.5,
+                "threshold": 4.0,
+                "items": [],
+                "details": {"also": [{"rule": "cusum", "value": 7.25, "threshold": 6.0}]},
+            }
+        ]
+    )
+    page = TestClient(create_watch_app(cfg, store)).get(f"/alerts/{alert['id']}")
+    assert page.status_code == 200 and "also cusum: 7.25 / 6" in page.text
