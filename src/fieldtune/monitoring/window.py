@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import UserError
+from ..utils.times import utc
 from .checks import Check, Embedder, run_checks
 from .reference import Reference
 from .thresholds import Thresholds
@@ -32,12 +33,6 @@ def parse_time(value: str | None, now: datetime | None = None) -> datetime | Non
             f"not a time: {value!r}", hint="use ISO 8601 (2024-05-01T12:00) or a duration (24h, 7d)"
         ) from None
     return utc(parsed)
-
-
-def utc(dt: datetime) -> datetime:
-    """``dt`` in UTC; a naive one is taken as UTC (SQLite hands back naive datetimes; everything
-    stored is UTC)."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 def iso(dt: datetime) -> str:

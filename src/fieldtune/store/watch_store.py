@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from ..errors import UserError
+from ..utils.times import utc
 from .db import safe_url
 from .models import utcnow
 from .store import Store
@@ -143,7 +144,7 @@ class WatchStore:
                     {
                         **{k: getattr(item, k) for k in ("id", "source", "title", "url")},
                         "text": item.text or "",
-                        "time": _utc(item.time),
+                        "time": utc(item.time),
                         "received_at": now,
                         "status": "new",
                     }
@@ -218,7 +219,7 @@ class WatchStore:
         q = (
             select(ITEMS.c.id, ITEMS.c.embedding, ITEMS.c.entities, ITEMS.c.sentiment, ITEMS.c.title)
             .where(ITEMS.c.status == "done", ITEMS.c.duplicate_of.is_(None), ITEMS.c.embedding.is_not(None))
-            .where(ITEMS.c.time >= _utc(since), ITEMS.c.time <= _utc(until))
+            .where(ITEMS.c.time >= utc(since), ITEMS.c.time <= utc(until))
             .order_by(ITEMS.c.time, ITEMS.c.id)
         )
         with self.engine.connect() as conn:
@@ -259,9 +260,9 @@ class WatchStore:
             .order_by(MENTIONS.c.time, MENTIONS.c.item_id)
         )
         if since is not None:
-            q = q.where(MENTIONS.c.time >= _utc(since))
+            q = q.where(MENTIONS.c.time >= utc(since))
         if until is not None:
-            q = q.where(MENTIONS.c.time < _utc(until))
+            q = q.where(MENTIONS.c.time < utc(until))
         with self.engine.connect() as conn:
             return [(_aware(t), _num(neg), _num(pos), s, i) for t, neg, pos, s, i in conn.execute(q)]
 
@@ -286,7 +287,7 @@ class WatchStore:
         with self.engine.begin() as conn:
             for row in rows:
                 values = {k: row[k] for k in ("key", "kind", "rule")}
-                values |= {"bucket_start": _utc(row["bucket_start"]), "value": float(row["value"])}
+                values |= {"bucket_start": utc(row["bucket_start"]), "value": float(row["value"])}
                 values |= {"threshold": float(row["threshold"]), "items": [str(i) for i in row.get("items", [])]}
                 values |= {"details": _json_safe(row.get("details") or {}), "created_at": now}
                 stmt = self._insert(ALERTS).values(**values).on_conflict_do_nothing().returning(ALERTS.c.id)
@@ -299,9 +300,9 @@ class WatchStore:
         """Stored alerts with ``since <= bucket_start < until`` (either optional), oldest bucket first."""
         q = select(ALERTS).order_by(ALERTS.c.bucket_start, ALERTS.c.id)
         if since is not None:
-            q = q.where(ALERTS.c.bucket_start >= _utc(since))
+            q = q.where(ALERTS.c.bucket_start >= utc(since))
         if until is not None:
-            q = q.where(ALERTS.c.bucket_start < _utc(until))
+            q = q.where(ALERTS.c.bucket_start < utc(until))
         with self.engine.connect() as conn:
             return [_row_dict(r) for r in conn.execute(q)]
 
@@ -318,7 +319,7 @@ class WatchStore:
 
     def set_baseline(self, kind: str, key: str, since: datetime) -> None:
         """Accept a new baseline: the rules ignore ``key``'s buckets before ``since`` (replaces any earlier one)."""
-        stmt = self._insert(BASELINES).values(kind=kind, key=key, since=_utc(since))
+        stmt = self._insert(BASELINES).values(kind=kind, key=key, since=utc(since))
         stmt = stmt.on_conflict_do_update(index_elements=["key", "kind"], set_={"since": stmt.excluded.since})
         with self.engine.begin() as conn:
             conn.execute(stmt)
@@ -330,14 +331,8 @@ class WatchStore:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _utc(dt: datetime) -> datetime:
-    """Aware UTC. SQLite stores times as text without a zone, so every time is UTC before it is written
-    or compared; a naive time is taken as UTC (as items' times are)."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 def _aware(dt: datetime | None) -> datetime | None:
-    return None if dt is None else _utc(dt)  # SQLite gives naive UTC back, PostgreSQL the session's zone
+    return None if dt is None else utc(dt)  # SQLite gives naive UTC back, PostgreSQL the session's zone
 
 
 def _num(x: Any) -> float | None:
@@ -386,7 +381,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, datetime):
-        return _utc(value).isoformat()
+        return utc(value).isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

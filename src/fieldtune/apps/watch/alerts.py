@@ -40,8 +40,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.stats import binomtest
 
 from ...monitoring.webhook import post_webhook
+from ...utils.times import utc
 from .config import AlertSettings, WatchConfig
-from .series import Bucket, as_utc, bucketize
+from .series import Bucket, bucketize
 
 log = logging.getLogger("fieldtune.watch")
 
@@ -224,7 +225,7 @@ def detect(
         ValueError: An unknown rule name.
     """
     if baseline_since is not None:
-        since = as_utc(baseline_since)
+        since = utc(baseline_since)
         buckets = [b for b in buckets if b.start >= since]
     if not buckets:
         return []

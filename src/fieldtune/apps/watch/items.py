@@ -15,11 +15,12 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ...errors import UserError
+from ...utils.times import utc
 
 MAX_ID = 200  # the store's id and source columns are this wide
 MAX_LINE = 16 * 1024 * 1024  # a longer JSONL line is rejected unread, so one runaway line cannot exhaust memory
@@ -102,7 +103,7 @@ def parse_time(value: str) -> datetime | None:
     """An ISO 8601 date or date-time as aware UTC (naive = UTC; a trailing ``Z`` is accepted), or None."""
     try:
         parsed = datetime.fromisoformat(value.strip())
-        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+        return utc(parsed)
     except (ValueError, OverflowError):  # OverflowError: e.g. year 9999 with a negative offset
         return None
 

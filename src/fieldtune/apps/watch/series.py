@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...utils.times import utc
+
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NEGATIVE = "negative"
 
@@ -57,11 +59,6 @@ class Bucket:
         return out
 
 
-def as_utc(t: datetime) -> datetime:
-    """A tz-aware UTC datetime; naive times are taken as UTC (as the item parser does)."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-
-
 def bucket_start(t: datetime, bucket: timedelta) -> datetime:
     """Start of the epoch-aligned bucket that holds ``t``.
 
@@ -72,7 +69,7 @@ def bucket_start(t: datetime, bucket: timedelta) -> datetime:
     Returns:
         The UTC start of the bucket ``[start, start + bucket)`` containing ``t``.
     """
-    return EPOCH + ((as_utc(t) - EPOCH) // bucket) * bucket
+    return EPOCH + ((utc(t) - EPOCH) // bucket) * bucket
 
 
 def bucketize(
@@ -101,10 +98,10 @@ def bucketize(
     """
     if bucket <= timedelta(0):
         raise ValueError(f"bucket must be a positive duration, not {bucket}")
-    lo = as_utc(start) if start is not None else None
-    hi = as_utc(end) if end is not None else None
+    lo = utc(start) if start is not None else None
+    hi = utc(end) if end is not None else None
     kept = sorted(
-        ((as_utc(r[0]), r) for r in rows if (lo is None or as_utc(r[0]) >= lo) and (hi is None or as_utc(r[0]) < hi)),
+        ((utc(r[0]), r) for r in rows if (lo is None or utc(r[0]) >= lo) and (hi is None or utc(r[0]) < hi)),
         key=lambda pair: (pair[0], str(pair[1][4])),
     )
     if not kept and (lo is None or hi is None):

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ...errors import UserError
 from ...serving.errors import ApiError, JSONBodyRoute
+from ...utils.times import utc
 from .alerts import KINDS, json_ready
 from .config import MIN_BUCKET, parse_duration
 from .items import parse_item
-from .series import as_utc, bucket_start, bucketize
+from .series import bucket_start, bucketize
 from .web_views import MAX_SERIES_BUCKETS, alert_json, bucket_label, headline, parse_when, series_json
 
 if TYPE_CHECKING:
@@ -137,8 +138,8 @@ def _add_reads(router: APIRouter, state: "WatchState") -> None:
         if lo is not None and hi is not None and hi <= lo:
             raise ApiError(422, "invalid_request", "end must be after start", HINT_SERIES)
         rows = store.mentions(kind, key, lo, hi)
-        first = lo or (as_utc(rows[0][0]) if rows else None)
-        last = hi or (as_utc(rows[-1][0]) + step if rows else None)
+        first = lo or (utc(rows[0][0]) if rows else None)
+        last = hi or (utc(rows[-1][0]) + step if rows else None)
         if first is not None and last is not None and (last - bucket_start(first, step)) / step > MAX_SERIES_BUCKETS:
             raise ApiError(
                 422,
@@ -242,6 +243,6 @@ def _add_baseline(router: APIRouter, state: "WatchState") -> None:
         since = _when(body.since, "since")
         if since is None:
             mine = [a for a in state.store.alerts() if a["kind"] == kind and a["key"] == body.key]
-            since = as_utc(mine[-1]["bucket_start"]) if mine else datetime.now(timezone.utc)
+            since = utc(mine[-1]["bucket_start"]) if mine else datetime.now(timezone.utc)
         state.store.set_baseline(kind, body.key, since)
         return JSONResponse({"kind": kind, "key": body.key, "since": since.isoformat()})

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...utils.times import utc
 from .alerts import KINDS, json_ready
-from .series import Bucket, as_utc, bucket_start, bucketize
+from .series import Bucket, bucket_start, bucketize
 
 MAX_POINTS = 1500  # buckets per chart: beyond this bars are thinner than a pixel on a laptop screen
 MAX_SERIES_BUCKETS = 20_000  # per JSON series request: bounds the response and the work behind it
@@ -50,7 +51,7 @@ def parse_when(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not an ISO 8601 date or time (e.g. 2024-05-01T09:30Z)") from None
-    return as_utc(parsed)
+    return utc(parsed)
 
 
 def display_bucket(configured: timedelta, start: datetime, end: datetime) -> timedelta:
@@ -96,7 +97,7 @@ def data_range(
     rows: Mapping[tuple[str, str], list[Any]], start: datetime | None, end: datetime | None, bucket: timedelta
 ) -> tuple[datetime, datetime] | None:
     """(start, end) of the dashboard: the bounds asked for, else the span of the rows (end exclusive)."""
-    times = [as_utc(r[0]) for key_rows in rows.values() for r in key_rows]
+    times = [utc(r[0]) for key_rows in rows.values() for r in key_rows]
     if start is None and not times:
         return None
     lo = start if start is not None else min(times)
@@ -108,7 +109,7 @@ def chart(kind: str, key: str, buckets: list[Bucket], alerts: list[dict[str, Any
     """One key's chart data: uPlot columns (x in Unix seconds) and the numbers of its card."""
     volume = sum(b.volume for b in buckets)
     negatives = sum(b.negatives for b in buckets)
-    latest = max((as_utc(a["bucket_start"]) for a in alerts), default=None)
+    latest = max((utc(a["bucket_start"]) for a in alerts), default=None)
     return {
         "kind": kind,
         "key": key,
@@ -122,7 +123,7 @@ def chart(kind: str, key: str, buckets: list[Bucket], alerts: list[dict[str, Any
         "volumes": [b.volume for b in buckets],
         "neg_share_series": [b.neg_share if b.volume else None for b in buckets],
         "net_series": [round(b.net, 4) if b.volume else None for b in buckets],
-        "alert_x": sorted({int(as_utc(a["bucket_start"]).timestamp()) for a in alerts}),
+        "alert_x": sorted({int(utc(a["bucket_start"]).timestamp()) for a in alerts}),
     }
 
 
@@ -180,15 +181,15 @@ def dashboard_view(
 
 
 def _newest_first(a: dict[str, Any]) -> tuple:
-    return (-as_utc(a["bucket_start"]).timestamp(), -int(a["id"]))
+    return (-utc(a["bucket_start"]).timestamp(), -int(a["id"]))
 
 
 def alert_row(a: dict[str, Any]) -> dict[str, Any]:
     """An alert for the list and the page: the stored row with times as UTC datetimes."""
     row = dict(a)
-    row["bucket_start"] = as_utc(a["bucket_start"])
-    row["created_at"] = as_utc(a["created_at"]) if a.get("created_at") else None
-    row["sent_at"] = as_utc(a["sent_at"]) if a.get("sent_at") else None
+    row["bucket_start"] = utc(a["bucket_start"])
+    row["created_at"] = utc(a["created_at"]) if a.get("created_at") else None
+    row["sent_at"] = utc(a["sent_at"]) if a.get("sent_at") else None
     row["items"] = list(a.get("items") or [])
     row["details"] = dict(a.get("details") or {})
     return row
@@ -197,7 +198,7 @@ def alert_row(a: dict[str, Any]) -> dict[str, Any]:
 def headline(item: dict[str, Any]) -> dict[str, Any]:
     """An item as the alert page and the JSON show it (no embedding; a link only when http(s))."""
     out = {k: v for k, v in item.items() if k not in ("embedding", "status")}
-    out["time"] = as_utc(item["time"]) if item.get("time") else None
+    out["time"] = utc(item["time"]) if item.get("time") else None
     out["url"] = safe_url(item.get("url"))
     out["probs"] = {label: finite(item.get(f"p_{label}")) for label in ("negative", "neutral", "positive")}
     for name in ("topics", "entities", "orgs"):
@@ -226,7 +227,7 @@ def alert_view(store: Any, bucket: timedelta, window: int, alert_id: int) -> dic
     same_key = [a for a in store.alerts(lo, hi) if a["kind"] == alert["kind"] and a["key"] == alert["key"]]
     context = chart(alert["kind"], alert["key"], bucketize(rows, bucket, lo, hi), same_key)
     baseline = store.baselines().get((alert["kind"], alert["key"]))
-    return {"alert": alert, "headlines": heads, "chart": context, "baseline": as_utc(baseline) if baseline else None}
+    return {"alert": alert, "headlines": heads, "chart": context, "baseline": utc(baseline) if baseline else None}
 
 
 def alert_json(alert: dict[str, Any], heads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -254,9 +255,9 @@ def utc_text(value: datetime | str | None, minutes: bool = True) -> str:
             value = parse_when(value, "time")
         except ValueError:
             return value
-    return as_utc(value).strftime("%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d")
+    return utc(value).strftime("%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d")
 
 
 def input_value(value: datetime | None) -> str:
     """A ``datetime-local`` input's value (UTC wall time)."""
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M") if value else ""
+    return utc(value).strftime("%Y-%m-%dT%H:%M") if value else ""
