@@ -224,6 +224,7 @@ def test_an_int8_sentiment_model_gets_the_int8_title_encoder(scorer, sentiment_d
     class Int8Sentiment:  # the trained model, as if loaded from its int8 ONNX export
         def __init__(self, path, backend, batch_size):
             self.inner = fieldtune.load(path, batch_size=batch_size)
+            self.artifact = self.inner.artifact  # fully fine-tuned: no layers shared with minilm
             self.labels, self.meta, self.task, self.backend = (
                 self.inner.labels,
                 self.inner.meta,

@@ -146,6 +146,9 @@ def _quantize(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of MatMul/Gemm weights per output channel; activations at run time.
 
     Per-channel scales gave 2-5x less logit error than one scale per tensor, at the same speed.
+    7-bit weights (``reduce_range``): a MiniLM sentiment model trained with 4 frozen layers changed
+    its label on 2 of the 32 parity texts with 8-bit weights (probabilities 0.30 -> 0.63), on none
+    with 7-bit ones, at the same speed (790 vs 760 titles/s).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -154,8 +157,9 @@ def _quantize(source: Path, target: Path) -> None:
     root.setLevel(logging.ERROR)  # the quantiser warns on the root logger ("pre-process first")
     try:
         quantize_dynamic(
-            source, target, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8, per_channel=True
-        )
+            source, target, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8, per_channel=True,
+            reduce_range=True,
+        )  # fmt: skip
     finally:
         root.setLevel(level)
 

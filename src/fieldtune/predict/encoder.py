@@ -86,6 +86,11 @@ class Predictor:
         artifact = load_artifact(model_dir, with_model=False)  # no torch weights: ONNX runs it
         return cls(artifact, batch_size, open_session(onnx_path, threads), name)
 
+    def use_forward(self, forward: Forward, backend: str) -> None:
+        """Compute logits with ``forward`` from now on (``(features, batch_size, pad_id) -> logits per
+        feature``); ``fieldtune watch`` passes its shared int8 graph (:mod:`fieldtune.apps.watch.shared`)."""
+        self._forward, self.backend = forward, backend
+
     def predict(self, texts: str | list[str], top_k: int | None = None) -> Any:
         """Predict one text (returns one output) or a list (returns a list)."""
         return predict_texts(self, texts, top_k)

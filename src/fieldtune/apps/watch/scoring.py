@@ -7,7 +7,10 @@ model (when topics come from a model folder) and one of the NER model (when conf
 tokenises each text once; per-item Python work is limited to assembling the result dicts.
 
 With an int8 sentiment model (the predictor resolved to ``onnx-int8``) the title encoder runs int8 too
-(:class:`Int8Encoder`): in PyTorch it was the slowest model of the batch; int8 doubles its speed.
+(:class:`Int8Encoder`): in PyTorch it was the slowest model of the batch; int8 doubles its speed. When
+the sentiment and NER models were trained with ``method: freeze`` from ``minilm``, all three run as
+one int8 graph that computes their shared bottom layers once (:mod:`.shared`); the predictors keep
+their own tokenisation and decoding.
 
 Sentiment probabilities are the predictor's calibrated ones (the artifact's temperature scaling is
 applied by the predictor); an item's ``sentiment`` is the argmax of its aggregated probabilities.
@@ -36,12 +39,14 @@ from ...zoo import cache_dir, resolve
 from .config import WatchConfig
 from .entities import AliasLinker, link_orgs, org_words
 from .sentences import aggregate, segments
+from .shared import SharedEncoder, SharedPass
 from .topics import Topics, load_topics
 
 ENCODER = "minilm"  # the bundled sentence encoder: title embeddings for topics and de-duplication
 ENCODER_MAX_LENGTH = 256  # minilm's max_seq_length (titles are far shorter)
-INT8_FORMAT = 1  # bump when the int8 export changes: cached exports of another format are not reused
+INT8_FORMAT = 2  # bump when the int8 export changes: cached exports of another format are not reused
 POLARITIES = ("positive", "negative", "neutral")
+FORWARD_BATCH = 64  # texts per model call; a claim of items (config batch_size) is scored in such slices
 
 
 def sentiment_columns(labels: Sequence[str], model_dir: Path | str | None = None) -> dict[str, int]:
@@ -94,6 +99,7 @@ class Scorer:
     ) -> None:
         self.sentiment, self.encoder, self.topics, self.linker, self.ner = sentiment, encoder, topics, linker, ner
         self.batch_size = batch_size
+        self.shared: SharedPass | None = None  # set by from_config when the models share bottom layers
         model_dir = getattr(getattr(sentiment, "artifact", None), "path", None)
         self.columns = sentiment_columns(sentiment.labels, model_dir)
         # the stored label: the polarity's canonical lower-case name; any other label as the model spells it
@@ -114,19 +120,33 @@ class Scorer:
         Raises:
             UserError: A model folder can't be loaded, or the sentiment model lacks a polarity label.
         """
-        sentiment = load(cfg.sentiment, backend=cfg.backend, batch_size=cfg.batch_size)
+        sentiment = load(cfg.sentiment, backend=cfg.backend, batch_size=FORWARD_BATCH)
         sentiment_columns(sentiment.labels, cfg.sentiment)  # fail before loading anything else
+        ner = load(cfg.ner, backend=cfg.backend, batch_size=FORWARD_BATCH) if cfg.ner else None
         encoder_version = (weights_fingerprint(Path(resolve(ENCODER))) or ENCODER)[:12]
-        if getattr(sentiment, "backend", "") == "onnx-int8":  # the user chose int8 speed: the encoder follows
-            encoder, encoder_version = Int8Encoder.load(encoder_version), f"{encoder_version}-int8"
+        shared = None
+        if all(getattr(m, "backend", "") == "onnx-int8" for m in (sentiment, ner) if m is not None):
+            # the user chose int8 speed: the encoder follows, in one graph with the others when they share layers
+            ner_dir = ner.artifact.path if ner is not None else None
+            shared = SharedPass.load(sentiment.artifact.path, ner_dir)
+            encoder_version = f"{encoder_version}-int8"
+        if shared is not None:
+            for name, predictor in (("sentiment", sentiment), ("ner", ner)):
+                if name in shared.depths:  # the models in the shared graph; others keep their session
+                    predictor.use_forward(shared.forward(name), "onnx-int8-shared")
+            tokenizer = transformers.AutoTokenizer.from_pretrained(resolve(ENCODER), local_files_only=True)
+            encoder: Any = SharedEncoder(shared, tokenizer, ENCODER_MAX_LENGTH)
+        elif encoder_version.endswith("-int8"):
+            encoder = Int8Encoder.load(encoder_version.removesuffix("-int8"))
         else:
             encoder = load_sentence_encoder(ENCODER)
-        topics = load_topics(cfg.topics, encoder, encoder_version, cfg.backend, cfg.batch_size, cfg.topic_threshold)
-        ner = load(cfg.ner, backend=cfg.backend, batch_size=cfg.batch_size) if cfg.ner else None
+        topics = load_topics(cfg.topics, encoder, encoder_version, cfg.backend, FORWARD_BATCH, cfg.topic_threshold)
         versions = {"sentiment": model_version(sentiment.meta), "topics": topics.version, "embedder": encoder_version}
         if ner is not None:
             versions["ner"] = model_version(ner.meta)
-        return cls(sentiment, encoder, topics, AliasLinker(cfg.entities), ner, versions, cfg.batch_size)
+        scorer = cls(sentiment, encoder, topics, AliasLinker(cfg.entities), ner, versions, FORWARD_BATCH)
+        scorer.shared = shared
+        return scorer
 
     def score(self, items: Sequence[Any]) -> list[dict[str, Any]]:
         """Score a batch (see the module docstring for what runs how).
@@ -141,6 +161,8 @@ class Scorer:
         """
         if not items:
             return []
+        if self.shared is not None:
+            self.shared.clear()  # the memo holds one batch: each headline runs the shared graph once
         titles = [item.title for item in items]
         texts, owners, is_title = self._segments(items)
         probs = self._sentiment(texts, owners, is_title, len(items))  # (items, labels)
@@ -285,6 +307,7 @@ def _export_int8(source: str, folder: Path) -> None:
             op_types_to_quantize=["MatMul", "Gemm"],
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=True,  # 7-bit weights, as fieldtune export (see its _quantize)
         )
     finally:
         root.setLevel(level)
