@@ -2,7 +2,7 @@
 
 One module per command group: ``run`` (train, eval, demo), ``predict`` (predict, export, serve),
 ``compare`` (models, compare), ``explain``, ``drift``, ``registry``, ``feedback``, ``retrain``,
-``suggest``, ``watch``; ``common`` holds what they share. User errors print a message (file, line, fix) and
+``suggest``, ``watch``, ``support``; ``common`` holds what they share. User errors print a message (file, line, fix) and
 exit with code 2 — never a traceback.
 """
 
@@ -14,6 +14,7 @@ import typer
 
 from . import compare, drift, explain, feedback, predict, registry, retrain, run, suggest
 from .common import err
+from .support import support_app
 from .watch import watch_app
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ feedback_app.command("import")(feedback.feedback_import)
 app.command()(retrain.retrain)
 app.command()(suggest.suggest)
 app.add_typer(watch_app, name="watch")
+app.add_typer(support_app, name="support")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ writes), ``registry`` (registering artifacts, checked promotion and rollback).
 """
 
 from . import watch_models  # noqa: F401  (puts the watch tables on Base.metadata for Alembic and tests)
+from . import support_models  # noqa: F401  (the support tables, likewise)
 from .db import DB_URL_ENV, database_url
 from .models import Decision, Feedback, ModelVersion, Prediction
 from .store import Store
