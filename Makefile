@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/fieldtune demo
 	$(BIN)/fieldtune watch demo   # news monitoring: a week of synthetic headlines with a surge
+	$(BIN)/fieldtune support demo # customer service: answer with templates or hand off
 
 test: install
 	scripts/ensure-chromium   # Debian's headless Chromium for the dashboard's browser tests

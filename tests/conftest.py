@@ -158,3 +158,43 @@ def watch_sentiment(tmp_path_factory) -> Path:
         "train": {"max_steps": 60, "lr": 2e-4, "batch_size": 16, "checkpoint": False, "seed": 3},
     }
     return train(config, progress=False).model_dir
+
+
+# ---------------------------------------------------------------- support (customer-service assistant)
+SUPPORT_INTENTS = ("card_arrival", "exchange_rate", "pin_blocked", "lost_or_stolen_card")
+
+
+def _rows(path: Path, label: str, keep=None, per_label: int | None = None) -> list[tuple[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = [(r["text"], r[label]) for r in csv.DictReader(f) if keep is None or r[label] in keep]
+    if per_label is None:
+        return rows
+    kept, seen = [], {}
+    for text, intent in rows:
+        seen[intent] = seen.get(intent, 0) + 1
+        if seen[intent] <= per_label:
+            kept.append((text, intent))
+    return kept
+
+
+@pytest.fixture(scope="session")
+def support_built(tmp_path_factory) -> tuple[Path, Path]:
+    """(assistant folder, test.csv): an assistant built from the shipped banking sample — 4 real BANKING77
+    intents (30 questions each), 40 real CLINC150 out-of-scope queries, our own 77 templates — with a
+    short training budget (80 steps). Tests that write to its database copy the folder first."""
+    from fieldtune.apps.support.build import build_assistant
+
+    tmp = tmp_path_factory.mktemp("support")
+    questions = _rows(SAMPLES / "banking77" / "train.csv", "category", SUPPORT_INTENTS, 30)
+    questions += _rows(SAMPLES / "support" / "oos_train.csv", "intent")[:40]
+    test = _rows(SAMPLES / "banking77" / "test.csv", "category", SUPPORT_INTENTS)
+    test += _rows(SAMPLES / "support" / "oos_test.csv", "intent")[:30]
+    for name, rows in (("questions", questions), ("test", test)):
+        with (tmp / f"{name}.csv").open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([("text", "intent"), *rows])
+    train = {"train": {"max_steps": 80, "lr": 1e-4, "batch_size": 16, "checkpoint": False, "seed": 3}}
+    build_assistant(
+        SAMPLES / "support" / "templates.csv", tmp / "questions.csv", tmp / "assistant", train_config=train,
+        target_precision=0.9, log=lambda _: None,
+    )  # fmt: skip
+    return tmp / "assistant", tmp / "test.csv"

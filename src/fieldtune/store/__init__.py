@@ -5,8 +5,10 @@ Modules: ``models`` (tables), ``db`` (engines, migrations), ``store`` (``Store``
 writes), ``registry`` (registering artifacts, checked promotion and rollback).
 """
 
-from . import watch_models  # noqa: F401  (puts the watch tables on Base.metadata for Alembic and tests)
-from . import support_models  # noqa: F401  (the support tables, likewise)
+from . import (
+    support_models,  # noqa: F401  (the support tables, likewise)
+    watch_models,  # noqa: F401  (puts the watch tables on Base.metadata for Alembic and tests)
+)
 from .db import DB_URL_ENV, database_url
 from .models import Decision, Feedback, ModelVersion, Prediction
 from .store import Store

@@ -1,0 +1,1 @@
+"""``fieldtune support``: a customer-service assistant that answers with templates or hands off to a human."""

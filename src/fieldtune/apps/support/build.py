@@ -1,0 +1,194 @@
+"""``fieldtune support build``: from answer templates and labelled questions to an assistant folder.
+
+1. Read the templates (and documents, split into passages) and the labelled questions (``text,intent``;
+   intent ``oos`` = out of scope); every error names the file and line.
+2. Dev: the ``--dev`` file, else 10% of the in-scope questions (stratified, seeded) and half of the
+   ``oos`` ones. In-scope training questions train the intent model (``fieldtune.train``, any method;
+   calibrated on dev) unless ``intent_model`` names a trained one.
+3. Fit the out-of-scope detector on the training questions; choose the answer rule on dev
+   (:func:`~.intent.choose_rule`: answered precision >= 0.97, out-of-scope handoff >= 0.80).
+4. Retrieval encoder: ``minilm``, or fine-tuned on (question → its intent's template) pairs.
+5. Store the knowledge base with its embeddings in the assistant's database; write ``support.json``.
+
+The folder is built aside and renamed into place when complete: a failed build leaves no half folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ...config import DataConfig
+from ...data.examples import TextExample
+from ...data.readers import read_examples
+from ...data.splits import stratified_split
+from ...errors import UserError
+from ...models.embedder import load_sentence_encoder
+from ...recipes import train
+from ...store.support_store import SupportStore
+from ...utils.atomic import staged_dir
+from .assistant import FORMAT, SUPPORT_FILE
+from .biencoder import fine_tune
+from .intent import OOS, IntentModel, choose_rule
+from .kb import kb_texts, load_docs, load_templates
+
+Log = Callable[[str], None]
+
+
+def read_questions(path: Path) -> list[TextExample]:
+    """Labelled questions (CSV/TSV/JSONL with a text and an ``intent``/``label`` column)."""
+    return list(read_examples(path, "classification", DataConfig(train=path)).examples)
+
+
+def split_dev(questions: list[TextExample], seed: int) -> tuple[list[TextExample], list[TextExample]]:
+    """10% of the in-scope questions per intent and half of the out-of-scope ones as dev."""
+    in_scope = [q for q in questions if q.labels[0] != OOS]
+    oos = [q for q in questions if q.labels[0] == OOS]
+    train_in, dev_in = stratified_split(in_scope, 0.1, seed)
+    random.Random(seed).shuffle(oos)
+    return train_in + oos[: len(oos) // 2], dev_in + oos[len(oos) // 2 :]
+
+
+def build_assistant(
+    kb: Path,
+    questions: Path,
+    output: Path,
+    dev: Path | None = None,
+    docs: Path | None = None,
+    intent_model: Path | None = None,
+    train_config: dict[str, Any] | None = None,
+    fine_tune_retriever: bool = False,
+    db: str | None = None,
+    target_precision: float = 0.97,
+    target_oos_handoff: float = 0.8,
+    seed: int = 13,
+    log: Log = print,
+) -> Path:
+    """Build an assistant folder (see the module docstring); returns its path.
+
+    Args:
+        kb: Answer templates (CSV/JSONL: ``id``, ``answer``, ``intent``, ``title``?).
+        questions: Labelled questions (``text``, ``intent``; ``oos`` for out of scope).
+        output: The folder to write (replaced when the build succeeds).
+        dev: Labelled dev questions (default: split from ``questions``).
+        docs: A folder of Markdown/text documents, split into passages for retrieval.
+        intent_model: A trained fieldtune intent model to use instead of training one.
+        train_config: Extra run config for the intent model (``method``, ``train``, ``model`` ...).
+        fine_tune_retriever: Fine-tune the retrieval encoder on question → template pairs.
+        db: Database URL for the knowledge base and conversations (default: SQLite in the folder).
+        target_precision: Answered precision the rule keeps on dev.
+        target_oos_handoff: Out-of-scope handoff rate the rule reaches on dev (when dev has ``oos``).
+        seed: Seed of the dev split and of training.
+        log: Where progress lines go.
+    """
+    start = time.perf_counter()
+    templates, passages = load_templates(kb), (load_docs(docs) if docs else [])
+    labelled = read_questions(questions)
+    if dev is not None:
+        train_rows, dev_rows = labelled, read_questions(dev)
+    else:
+        train_rows, dev_rows = split_dev(labelled, seed)
+    train_in = [q for q in train_rows if q.labels[0] != OOS]
+    _check_coverage(templates, train_in, kb, log)
+    output = Path(output)
+    with staged_dir(output) as tmp:
+        dev_in = [q for q in dev_rows if q.labels[0] != OOS]
+        model_dir = intent_model or _train_intents(tmp, train_in, dev_in, train_config, seed, log)
+        intents = IntentModel(Path(model_dir))
+        log(f"fitting the out-of-scope detector on {len(train_in)} training questions")
+        intents.fit_detector([q.text for q in train_in], [q.labels[0] for q in train_in]).save(tmp / "detector.npz")
+        understood = intents.understand([q.text for q in dev_rows])
+        rule = choose_rule(understood, [q.labels[0] for q in dev_rows], target_precision, target_oos_handoff)
+        log(
+            f"answer rule (dev, {len(dev_rows)} questions): distance <= {rule.max_distance:.2f}, confidence >= "
+            f"{rule.min_confidence}: precision {rule.dev_precision:.3f}, answers {rule.dev_answered:.3f} of in-scope"
+            + (f", hands off {rule.dev_oos_handoff:.3f} of out-of-scope" if rule.dev_oos_handoff is not None else "")
+            + ("" if rule.met else " (targets not reachable on dev: the most precise rule is kept)")
+        )
+        encoder_name = "minilm"
+        if fine_tune_retriever:
+            by_intent = {t.intent: t for t in templates if t.intent}
+            pairs = [(q.text, by_intent[q.labels[0]].answer) for q in train_in if q.labels[0] in by_intent]
+            log(f"fine-tuning the retrieval encoder on {len(pairs)} question → template pairs")
+            fine_tune(pairs, tmp / "encoder", seed=seed)
+            encoder_name = "encoder"
+        # SQLite: the file is made in the staged folder and moves with it
+        _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
+        rule_dict = rule.as_dict()
+        rule_dict["max_distance"] = None if math.isinf(rule.max_distance) else rule.max_distance
+        meta = {
+            "format": FORMAT,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "intent_model": str(Path(model_dir).resolve()) if intent_model else str(Path(model_dir).relative_to(tmp)),
+            "detector": "detector.npz",
+            "rule": rule_dict,
+            "encoder": encoder_name,
+            "db": db or "sqlite:///{folder}/support.db",
+            "kb": {"templates": len(templates), "passages": len(passages), "file": str(kb), "docs": str(docs or "")},
+            "questions": {"train": len(train_rows), "dev": len(dev_rows), "file": str(questions)},
+            "build_s": round(time.perf_counter() - start, 1),
+        }
+        (tmp / SUPPORT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    log(f"assistant written to {output} in {meta['build_s']:.0f} s")
+    return output
+
+
+def _check_coverage(templates: list, questions: list[TextExample], kb: Path, log: Log) -> None:
+    """Every intent should have a template; intents without one are handed off (said, not an error)."""
+    answered = {t.intent for t in templates if t.intent}
+    if not answered:
+        raise UserError(
+            "no template names an intent",
+            path=kb,
+            hint="add an `intent` column: each template answers the questions of one intent",
+        )
+    missing = sorted({q.labels[0] for q in questions} - answered)
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        log(f"note: {len(missing)} intents have no template and will be handed off: {shown}")
+
+
+def _train_intents(
+    folder: Path, train_rows: list[TextExample], dev_rows: list[TextExample], extra: dict | None, seed: int, log: Log
+) -> Path:
+    files = {}
+    for name, rows in (("train", train_rows), ("dev", dev_rows)):
+        files[name] = folder / "data" / f"{name}.csv"
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        with files[name].open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([("text", "intent"), *((q.text, q.labels[0]) for q in rows)])
+    config = {"task": "classification", "model": "minilm", **(extra or {})}
+    config["data"] = {k: str(v) for k, v in files.items()}
+    config["output"] = str(folder / "intent")
+    config["train"] = {"seed": seed, **config.get("train", {})}
+    log(f"training the intent model on {len(train_rows)} questions ({len({q.labels[0] for q in train_rows})} intents)")
+    return train(config).model_dir
+
+
+def _store_kb(url: str, templates: list, passages: list, folder: Path, encoder_name: str) -> None:
+    """The knowledge base with its embeddings into the assistant's database."""
+    ids, kinds, texts = kb_texts(templates, passages)
+    encoder = load_sentence_encoder(str(folder / encoder_name) if encoder_name != "minilm" else encoder_name)
+    vectors = encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    intents = {t.id: t.intent for t in templates}
+    titles = {x.id: x.title for x in [*templates, *passages]}
+    bodies = {t.id: t.answer for t in templates} | {p.id: p.text for p in passages}
+    rows = [
+        {
+            "id": i,
+            "kind": k,
+            "intent": intents.get(i),
+            "title": titles.get(i),
+            "text": bodies[i],
+            "embedding": v.tolist(),
+        }
+        for i, k, v in zip(ids, kinds, vectors)
+    ]
+    SupportStore(url).replace_kb(rows)
