@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
-from ...serving.errors import ApiError, describe_validation, error_response, install_error_handlers
-from ...serving.limits import BodyLimitMiddleware
 from ...serving.settings import token_from_env
 from ...store.support_store import SupportStore
-from ...version import __version__
+from ..web_app import application
 from .web_api import api_routes
 from .web_pages import TOKEN_COOKIE, page_routes
 
@@ -105,30 +100,9 @@ def create_app(
         The FastAPI app (OpenAPI at ``/openapi.json``).
     """
     state = SupportState(assistant, store, token or token_from_env(), poll_seconds)
-    app = FastAPI(title="fieldtune support", version=__version__, description="Customer-service assistant.")
+    routers = [api_routes(state), page_routes(state)]
+    app = application(
+        "fieldtune support", "Customer-service assistant.", HERE / "static", HINTS, routers, MAX_BODY_BYTES
+    )
     app.state.support = state
-    install_error_handlers(app, lambda _type: None)
-    app.add_exception_handler(RequestValidationError, _validation_error)  # replaces the predict-shaped hint
-    app.add_exception_handler(ApiError, _api_error)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(api_routes(state))
-    app.include_router(page_routes(state))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     return app
-
-
-def hint_for(path: str) -> str | None:
-    """The request shape of a support route, for error hints."""
-    return next((hint for prefix, hint in HINTS.items() if path.startswith(prefix)), None)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    type_, message = describe_validation(exc.errors())
-    return error_response(422, type_, message, hint_for(request.url.path))
-
-
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    hint = exc.hint
-    if exc.type == "invalid_json":
-        hint = hint_for(request.url.path)  # the shared JSON parser's hint describes /v1/predict
-    return error_response(exc.status_code, exc.type, exc.message, hint, exc.headers)

@@ -19,17 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from ...artifacts import find_model_dir, read_meta
 from ...errors import UserError
-from ...serving.errors import ApiError, describe_validation, error_response, install_error_handlers
-from ...serving.limits import BodyLimitMiddleware
 from ...serving.settings import token_from_env
 from ...store.watch_store import WatchStore
-from ...version import __version__
+from ..web_app import application
 from .config import WatchConfig
 from .items import Item, Rejected
 from .pipeline import IngestReport, ingest
@@ -132,30 +127,7 @@ def create_watch_app(
     state = WatchState(
         cfg, store or WatchStore(cfg.db), scorer_factory or default_scorer_factory, token or token_from_env()
     )
-    app = FastAPI(title="fieldtune watch", version=__version__, description="Financial news monitoring.")
+    routers = [api_routes(state), page_routes(state)]
+    app = application("fieldtune watch", "Financial news monitoring.", HERE / "static", HINTS, routers, MAX_BODY_BYTES)
     app.state.watch = state
-    install_error_handlers(app, lambda _type: None)
-    app.add_exception_handler(RequestValidationError, _validation_error)  # replaces the predict-shaped hint
-    app.add_exception_handler(ApiError, _api_error)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(api_routes(state))
-    app.include_router(page_routes(state))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     return app
-
-
-def hint_for(path: str) -> str | None:
-    """The request shape of a watch route, for error hints."""
-    return next((hint for prefix, hint in HINTS.items() if path.startswith(prefix)), None)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    type_, message = describe_validation(exc.errors())
-    return error_response(422, type_, message, hint_for(request.url.path))
-
-
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    hint = exc.hint
-    if exc.type == "invalid_json":
-        hint = hint_for(request.url.path)  # the shared JSON parser's hint describes /v1/predict
-    return error_response(exc.status_code, exc.type, exc.message, hint, exc.headers)
