@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ...errors import UserError
 from ...models.embedder import load_sentence_encoder
@@ -57,10 +58,9 @@ def fine_tune(
     offline_env()
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import PrinterCallback
 
+    loss_class, samplers = _library_parts()
     model = load_sentence_encoder(base)
     data = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [a for _, a in pairs]})
     output = Path(output)
@@ -72,20 +72,30 @@ def fine_tune(
             learning_rate=learning_rate,
             warmup_steps=WARMUP,  # a float below 1 is a share of the steps (transformers 5)
             seed=seed,
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            batch_sampler=samplers.NO_DUPLICATES,
             save_strategy="no",
             logging_strategy="no",
             report_to="none",
             use_cpu=True,
             disable_tqdm=True,
         )
-        loss = MultipleNegativesRankingLoss(model)
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss_class(model))
         trainer.remove_callback(PrinterCallback)  # with the bars off it prints the final loss dict to stdout
         trainer.train()
     with staged_dir(output) as staging:
         model.save(str(staging))
     return output
+
+
+def _library_parts() -> tuple[Any, Any]:
+    """sentence-transformers' ``MultipleNegativesRankingLoss`` and ``BatchSamplers``, wherever they live."""
+    try:  # sentence-transformers 6 moved them; the old paths still work there, with a deprecation warning
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    except ImportError:
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.training_args import BatchSamplers
+    return MultipleNegativesRankingLoss, BatchSamplers
 
 
 def _check(pairs: list[tuple[str, str]]) -> None:
