@@ -7,23 +7,18 @@ suggested template); the customer's page shows both answers. Screenshots at desk
 390 px phone width go to ``tests/screenshots/support_*.png`` (git-ignored).
 
 The real assistant is served (:func:`build_assistant`: a copy of the one built from the shipped
-banking sample). Never downloads a browser: without Debian's ``chromium``
-and ``chromium-driver`` the test fails with the install command.
+banking sample). Browser, server and screenshots: :mod:`browser` (never downloads a browser: without
+Debian's ``chromium`` and ``chromium-driver`` the test fails with the install command).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import uvicorn
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import WAIT, chromium, installed, js_errors, save_shot, serve
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -33,11 +28,7 @@ from fieldtune.apps.support.assistant import Assistant
 from fieldtune.apps.support.web import create_app
 from fieldtune.store.support_store import SupportStore
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SHOTS = Path(__file__).parent / "screenshots"
-WAIT = 30  # seconds for a page to settle on a busy 2-core machine
 DESKTOP, PHONE = 1280, 390
-MISSING = "install Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
 HUMAN = "I want to talk to a human, my PIN is blocked"
 TYPED_ANSWER = "We can't forecast the weather, sorry. For anything about your account, just ask here."
 # every form control has a label (or aria-label); every button says what it does
@@ -58,59 +49,24 @@ def build_assistant(folder: Path, built: Path) -> Assistant:
     return Assistant(folder)
 
 
-def _installed(path: str) -> str:
-    """Debian's path, else the same program on PATH; a test failure naming the packages if neither."""
-    found = path if os.path.exists(path) else shutil.which(Path(path).name)
-    if not found:
-        pytest.fail(f"{path} not found: {MISSING}", pytrace=False)
-    return found
-
-
-def _browser():
-    chromium, chromedriver = _installed(CHROMIUM), _installed(CHROMEDRIVER)
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not fetch a browser or driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(chromedriver), options=options)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def served(tmp_path, support_built):
     """(base URL, store): the app under uvicorn in a daemon thread, agents' answers polled every 0.3 s."""
     assistant = build_assistant(tmp_path / "assistant", support_built[0])
     store = getattr(assistant, "store", None) or SupportStore(f"sqlite:///{tmp_path / 'support.db'}")
-    port = _free_port()
-    app = create_app(assistant, store, poll_seconds=0.3)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + WAIT
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
+    with serve(create_app(assistant, store, poll_seconds=0.3)) as base:
+        yield base, store
     store.close()
 
 
 @pytest.fixture()
 def driver():
-    browser = _browser()
-    yield browser
-    browser.quit()
+    with chromium(DESKTOP, 900) as browser:
+        yield browser
 
 
 def _shots(driver, name: str) -> None:
     """Full-page screenshots at desktop and phone width; the phone page must not scroll sideways."""
-    SHOTS.mkdir(exist_ok=True)
     for label, width in (("desktop", DESKTOP), ("phone", PHONE)):
         metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width == PHONE}
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
@@ -119,14 +75,14 @@ def _shots(driver, name: str) -> None:
         time.sleep(0.1)
         overflow = driver.execute_script("return document.documentElement.scrollWidth")
         assert overflow <= width, f"{name} at {width} px is {overflow} px wide"
-        driver.save_screenshot(str(SHOTS / f"support_{name}_{label}.png"))
+        save_shot(driver, f"support_{name}_{label}.png")
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def _checked(driver) -> None:
     """No unlabelled control and no JavaScript error on the current page."""
     assert driver.execute_script(UNLABELLED) == []
-    assert [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert js_errors(driver) == []
 
 
 def _ask(driver, wait, text: str, submit_with_enter: bool) -> str:
@@ -213,4 +169,4 @@ def test_customer_handoff_and_agent_answers(served, driver):
 
 def test_missing_browser_fails_with_the_install_command():
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium chromium-driver"):
-        _installed("/nonexistent/chromium-for-fieldtune-tests")
+        installed("/nonexistent/chromium-for-fieldtune-tests")

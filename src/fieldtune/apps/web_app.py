@@ -1,8 +1,11 @@
 """What the applications' web apps share: a FastAPI app with JSON errors whose hints describe the
-app's own routes, its static folder, its routers and a body-size limit."""
+app's own routes, its static folder, its routers and a body-size limit; and the token check that
+guards their pages and API routes."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -42,3 +45,31 @@ def application(
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     return app
+
+
+def has_token(request: Request, token: str | None, cookie: str) -> bool:
+    """True without a token, else when the bearer header (scripts) or the ``cookie`` (a browser's, set
+    by opening a page once with ``?token=``) carries it; compared in constant time."""
+    if not token:
+        return True
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(cookie, "")
+    return secrets.compare_digest(given.encode(), token.encode())
+
+
+def token_check(authorized: Callable[[Request], bool]) -> Callable[[Request], Awaitable[None]]:
+    """The dependency that guards an app's API routes (``Depends(token_check(state.authorized))``):
+    a 401 ``unauthorized`` error with ``WWW-Authenticate: Bearer`` unless ``authorized(request)``, so
+    every app refuses a missing token with the same body and header."""
+
+    async def check(request: Request) -> None:
+        if not authorized(request):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong token",
+                "send `Authorization: Bearer <token>` with the server's FIELDTUNE_API_TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check

@@ -8,14 +8,15 @@ the write lock serialises them the same way. So exactly one agent wins, and the 
 Resolving writes the agent's answer into the conversation and, when the intent is known, a
 correction into the store's ``feedback`` table (source ``support``: the customer's question labelled
 with the right intent), which ``fieldtune retrain --source support`` trains on. A new answer (no
-template) joins the knowledge base as ``agent-<handoff id>``.
+template) joins the knowledge base as ``agent-<handoff id>``, with its embedding when the caller
+passes the assistant's ``embed`` (so a running assistant re-reads the KB without embedding anything).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -184,6 +185,7 @@ class SupportStore:
         intent: str | None = None,
         template_id: str | None = None,
         answer: str | None = None,
+        embed: Callable[[str], Sequence[float]] | None = None,
     ) -> dict[str, Any]:
         """Answer a handoff (open, or claimed by ``agent``) with a template or a new answer.
 
@@ -195,6 +197,8 @@ class SupportStore:
             template_id: The template answered with. Its text comes from the KB unless ``answer``
                 is given too (the caller's own copy of the template).
             answer: A new answer; without a template it is added to the KB as ``agent-<handoff id>``.
+            embed: The new answer's text to its KB embedding (the assistant's encoder); without it the
+                item is stored with none (the assistant then embeds it when it reads the KB).
 
         Returns:
             The resolved handoff (``feedback_id`` set when feedback was written).
@@ -211,8 +215,10 @@ class SupportStore:
         if not text:
             raise UserError("resolve needs a template_id or an answer", hint="pick a suggested template or type one")
         intent = (intent or "").strip() or (template or {}).get("intent")
+        # before the transaction: a model call must not hold the database's write lock
+        embedding = embed(text) if embed is not None and not template_id else None
         with self.engine.begin() as conn:
-            row = _record_resolution(conn, handoff_id, agent, intent, template_id, text)
+            row = _record_resolution(conn, handoff_id, agent, intent, template_id, text, embedding)
         # after the resolution commits (the feedback table is the plain Store's, in its own transaction):
         # a crash in between leaves feedback_id NULL, which shows what is missing
         if intent and row["question"]:
@@ -329,10 +335,16 @@ def _refuse(row: dict[str, Any], agent: str) -> None:
 
 
 def _record_resolution(
-    conn: Connection, handoff_id: int, agent: str, intent: str | None, template_id: str | None, text: str
+    conn: Connection,
+    handoff_id: int,
+    agent: str,
+    intent: str | None,
+    template_id: str | None,
+    text: str,
+    embedding: Sequence[float] | None,
 ) -> dict[str, Any]:
     """Mark the handoff resolved (refused unless open or ``agent``'s), add the agent's turn and, for
-    a new answer, its KB item; returns the handoff row."""
+    a new answer, its KB item (with ``embedding``); returns the handoff row."""
     now = utcnow()
     values = {"status": "resolved", "agent": agent, "intent": intent, "template_id": template_id, "answer": text}
     values |= {"resolved_at": now, "claimed_at": func.coalesce(HANDOFFS.c.claimed_at, now)}
@@ -343,7 +355,7 @@ def _record_resolution(
     _touch(conn, row["session_id"])
     _insert_turn(conn, row["session_id"], "agent", text, {"agent": agent, "template_id": template_id})
     if not template_id:
-        item = {"id": f"agent-{handoff_id}", "kind": "template", "intent": intent, "text": text}
+        item = {"id": f"agent-{handoff_id}", "kind": "template", "intent": intent, "text": text, "embedding": embedding}
         conn.execute(delete(KB).where(KB.c.id == item["id"]))  # a re-resolve replaces its own
         conn.execute(insert(KB).values(**_kb_values(item, "agent", now)))
     return row

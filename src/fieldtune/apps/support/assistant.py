@@ -14,7 +14,8 @@ The decision (:func:`decide`), in order:
 5. otherwise answer with the intent's template (the best-ranked by retrieval when it has several);
    an intent without a template → hand off.
 Retrieval over templates and documents (hybrid BM25 + dense) gives the ``sources`` shown with an
-answer, and the agent console's suggestions.
+answer (the top 3 of the one search per message that also ranks an intent's templates), and the
+agent console's suggestions.
 """
 
 from __future__ import annotations
@@ -32,16 +33,47 @@ from ...models.embedder import load_sentence_encoder
 from ...store.support_store import SupportStore
 from .intent import IntentModel, Rule
 from .kb import Template
-from .retrieval import Retriever
+from .retrieval import Hit, Retriever, encode
 
 SUPPORT_FILE = "support.json"
 FORMAT = 1
+SOURCES = 3  # retrieval hits shown with a reply
+RANKED = 50  # the search depth that ranks an intent's templates (one below it ranks last)
 # explicit requests for a person, in English and Chinese; whole words so "agents' fees" doesn't match
 HUMAN = re.compile(
     r"\b(human|real person|(?:an?|the) agent|live agent|representative|operator|someone real|talk to (?:a |some)one)\b"
     r"|人工|真人|客服人员|转人工",
     re.IGNORECASE,
 )
+
+
+def context_query(message: str, history: list[dict[str, Any]]) -> str:
+    """What retrieval searches for a message: a short one ("and for that?") after the customer's
+    previous question, which gives it its context."""
+    previous = [t["text"] for t in history if t.get("role") == "user"][-1:]
+    return " ".join([*previous, message]) if len(message.split()) < 4 else message
+
+
+def first_ranked(options: list[Template], hits: list[Hit]) -> Template:
+    """The template retrieval ranks highest; one not among the hits ranks last (ties keep the options' order)."""
+    ranked = [h.id for h in hits]
+    return min(options, key=lambda t: ranked.index(t.id) if t.id in ranked else len(ranked))
+
+
+def reply_fields(
+    understood: dict[str, Any], reason: str | None, template: Template | None, hits: list[Hit]
+) -> dict[str, Any]:
+    """The reply fields (see :meth:`Assistant.ask`) of a decision and the hits shown as its sources."""
+    return {
+        "handoff": reason is not None,
+        "answer_id": template.id if template else None,
+        "answer": template.answer if template else None,
+        "intent": understood["intent"],
+        "score": round(understood["confidence"], 4),
+        "reason": reason or "answered with the intent's template",
+        "sources": [{"id": h.id, "kind": h.kind, "score": round(float(h.score), 4)} for h in hits],
+        "guesses": understood["guesses"],
+    }
 
 
 def check_message(message: Any) -> None:
@@ -122,13 +154,28 @@ class Assistant:
         for t in self._templates:
             if t.intent:
                 self._by_intent.setdefault(t.intent, []).append(t)
-        embeddings = None
-        if items and all(i.get("embedding") is not None for i in items):
-            embeddings = np.asarray([i["embedding"] for i in items], dtype=np.float32)
         texts = [" ".join(x for x in (i.get("title"), i["text"]) if x) for i in items]
         self.retriever = Retriever(
-            [i["id"] for i in items], [i["kind"] for i in items], texts, self.encoder, embeddings
+            [i["id"] for i in items], [i["kind"] for i in items], texts, self.encoder, self._embeddings(items, texts)
         )
+
+    def _embeddings(self, items: list[dict[str, Any]], texts: list[str]) -> np.ndarray | None:
+        """The items' stored embeddings (None when none is stored: the retriever embeds them all).
+
+        An agent's answer is stored with its embedding (:meth:`embed_answer`), so a reload only reads;
+        an item stored without one (by an older version, or a script writing to the store) is embedded
+        here on its own, never the whole knowledge base again.
+        """
+        missing = [n for n, item in enumerate(items) if item.get("embedding") is None]
+        if len(missing) == len(items):
+            return None
+        fresh = dict(zip(missing, encode(self.encoder, [texts[n] for n in missing]))) if missing else {}
+        return np.asarray([fresh[n] if n in fresh else item["embedding"] for n, item in enumerate(items)], np.float32)
+
+    def embed_answer(self, text: str) -> list[float]:
+        """The embedding of a new knowledge-base answer (no title), as :meth:`reload_kb` would compute it:
+        what the store keeps with an agent's answer so that reloading embeds nothing."""
+        return encode(self.encoder, [text])[0].tolist()
 
     def templates(self) -> list[Template]:
         """Every answer template of the knowledge base."""
@@ -157,36 +204,30 @@ class Assistant:
 
     def ask_many(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
         """:meth:`ask` for several conversations at once: one forward pass of the intent model and one
-        batched retrieval for all (what the server's micro-batching calls)."""
+        batched retrieval for all (what the server's micro-batching calls).
+
+        Each message is searched once, :data:`RANKED` deep: the top :data:`SOURCES` hits are its
+        ``sources`` (the same as a search that deep) and the whole list ranks its intent's templates.
+        The templates are ranked by the message itself, so a short follow-up, whose query adds the
+        previous question, has its message searched too (in the same batch) when that ranking is needed.
+        """
         for message, _ in requests:
             check_message(message)
         understood = self.intent.understand([m for m, _ in requests])
-        queries = []
-        for message, history in requests:
-            previous = [t["text"] for t in history if t.get("role") == "user"][-1:]
-            short = len(message.split()) < 4  # "and for that?": the previous question gives the context
-            queries.append(" ".join([*previous, message]) if short else message)
-        hits = self.retriever.search_many(queries, k=3, mode="hybrid")
-        return [self._reply(u, m, h, found) for u, (m, h), found in zip(understood, requests, hits)]
-
-    def _reply(
-        self, understood: dict[str, Any], message: str, history: list[dict[str, Any]], hits: list
-    ) -> dict[str, Any]:
-        reason, template = decide(understood, self.rule, message, history, self._by_intent)
-        options = self._by_intent.get(understood["intent"], [])
-        if template is not None and len(options) > 1:  # several templates: the one retrieval ranks first
-            ranked = [h.id for h in self.retriever.search(message, k=50, mode="hybrid")]
-            template = min(options, key=lambda t: ranked.index(t.id) if t.id in ranked else len(ranked))
-        return {
-            "handoff": reason is not None,
-            "answer_id": template.id if template else None,
-            "answer": template.answer if template else None,
-            "intent": understood["intent"],
-            "score": round(understood["confidence"], 4),
-            "reason": reason or "answered with the intent's template",
-            "sources": [{"id": h.id, "kind": h.kind, "score": round(float(h.score), 4)} for h in hits],
-            "guesses": understood["guesses"],
-        }
+        decided = [decide(u, self.rule, m, h, self._by_intent) for u, (m, h) in zip(understood, requests)]
+        queries = [context_query(m, h) for m, h in requests]
+        rank_by = [  # the text whose hits pick among several templates, None when there is nothing to pick
+            m if template is not None and len(self._by_intent.get(u["intent"], [])) > 1 else None
+            for u, (m, _), (_, template) in zip(understood, requests, decided)
+        ]
+        texts = [*queries, *(m for m, q in zip(rank_by, queries) if m is not None and m != q)]
+        found = dict(zip(texts, self.retriever.search_many(texts, k=RANKED, mode="hybrid")))
+        replies = []
+        for u, (reason, template), query, text in zip(understood, decided, queries, rank_by):
+            if text is not None:
+                template = first_ranked(self._by_intent[u["intent"]], found[text])
+            replies.append(reply_fields(u, reason, template, found[query][:SOURCES]))
+        return replies
 
     def suggest(self, text: str, k: int = 3) -> list[dict[str, Any]]:
         """Templates for an agent answering ``text``: those of the model's top intents first, then retrieval."""

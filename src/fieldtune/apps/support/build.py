@@ -36,10 +36,12 @@ from ...store.support_store import SupportStore
 from ...utils.atomic import staged_dir
 from .assistant import FORMAT, SUPPORT_FILE
 from .biencoder import fine_tune
-from .intent import OOS, IntentModel, choose_rule
-from .kb import kb_texts, load_docs, load_templates
+from .intent import OOS, IntentModel, Rule, choose_rule
+from .kb import Template, kb_texts, load_docs, load_templates
+from .retrieval import encode
 
 Log = Callable[[str], None]
+DETECTOR_FILE = "detector.npz"
 
 
 def read_questions(path: Path) -> list[TextExample]:
@@ -49,7 +51,7 @@ def read_questions(path: Path) -> list[TextExample]:
 
 def split_dev(questions: list[TextExample], seed: int) -> tuple[list[TextExample], list[TextExample]]:
     """10% of the in-scope questions per intent and half of the out-of-scope ones as dev."""
-    in_scope = [q for q in questions if q.labels[0] != OOS]
+    in_scope = _in_scope(questions)
     oos = [q for q in questions if q.labels[0] == OOS]
     train_in, dev_in = stratified_split(in_scope, 0.1, seed)
     random.Random(seed).shuffle(oos)
@@ -90,45 +92,24 @@ def build_assistant(
     """
     start = time.perf_counter()
     templates, passages = load_templates(kb), (load_docs(docs) if docs else [])
-    labelled = read_questions(questions)
-    if dev is not None:
-        train_rows, dev_rows = labelled, read_questions(dev)
-    else:
-        train_rows, dev_rows = split_dev(labelled, seed)
-    train_in = [q for q in train_rows if q.labels[0] != OOS]
+    train_rows, dev_rows = _questions(questions, dev, seed)
+    train_in, dev_in = _in_scope(train_rows), _in_scope(dev_rows)
     _check_coverage(templates, train_in, kb, log)
     output = Path(output)
     with staged_dir(output) as tmp:
-        dev_in = [q for q in dev_rows if q.labels[0] != OOS]
         model_dir = intent_model or _train_intents(tmp, train_in, dev_in, train_config, seed, log)
-        intents = IntentModel(Path(model_dir))
-        log(f"fitting the out-of-scope detector on {len(train_in)} training questions")
-        intents.fit_detector([q.text for q in train_in], [q.labels[0] for q in train_in]).save(tmp / "detector.npz")
-        understood = intents.understand([q.text for q in dev_rows])
-        rule = choose_rule(understood, [q.labels[0] for q in dev_rows], target_precision, target_oos_handoff)
-        log(
-            f"answer rule (dev, {len(dev_rows)} questions): distance <= {rule.max_distance:.2f}, confidence >= "
-            f"{rule.min_confidence}: precision {rule.dev_precision:.3f}, answers {rule.dev_answered:.3f} of in-scope"
-            + (f", hands off {rule.dev_oos_handoff:.3f} of out-of-scope" if rule.dev_oos_handoff is not None else "")
-            + ("" if rule.met else " (targets not reachable on dev: the most precise rule is kept)")
+        rule = _answer_rule(
+            IntentModel(Path(model_dir)), tmp, train_in, dev_rows, target_precision, target_oos_handoff, log
         )
-        encoder_name = "minilm"
-        if fine_tune_retriever:
-            by_intent = {t.intent: t for t in templates if t.intent}
-            pairs = [(q.text, by_intent[q.labels[0]].answer) for q in train_in if q.labels[0] in by_intent]
-            log(f"fine-tuning the retrieval encoder on {len(pairs)} question → template pairs")
-            fine_tune(pairs, tmp / "encoder", seed=seed)
-            encoder_name = "encoder"
+        encoder_name = _retrieval_encoder(tmp, templates, train_in, fine_tune_retriever, seed, log)
         # SQLite: the file is made in the staged folder and moves with it
         _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
-        rule_dict = rule.as_dict()
-        rule_dict["max_distance"] = None if math.isinf(rule.max_distance) else rule.max_distance
         meta = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "intent_model": str(Path(model_dir).resolve()) if intent_model else str(Path(model_dir).relative_to(tmp)),
-            "detector": "detector.npz",
-            "rule": rule_dict,
+            "detector": DETECTOR_FILE,
+            "rule": _rule_json(rule),
             "encoder": encoder_name,
             "db": db or "sqlite:///{folder}/support.db",
             "kb": {"templates": len(templates), "passages": len(passages), "file": str(kb), "docs": str(docs or "")},
@@ -138,6 +119,62 @@ def build_assistant(
         (tmp / SUPPORT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     log(f"assistant written to {output} in {meta['build_s']:.0f} s")
     return output
+
+
+def _questions(questions: Path, dev: Path | None, seed: int) -> tuple[list[TextExample], list[TextExample]]:
+    """(train, dev) questions: the ``dev`` file when given, else split from ``questions`` (:func:`split_dev`)."""
+    labelled = read_questions(questions)
+    return (labelled, read_questions(dev)) if dev is not None else split_dev(labelled, seed)
+
+
+def _in_scope(rows: list[TextExample]) -> list[TextExample]:
+    """The questions with an intent (``oos`` ones only tune the rule: never a class of the model)."""
+    return [q for q in rows if q.labels[0] != OOS]
+
+
+def _answer_rule(
+    intents: IntentModel,
+    folder: Path,
+    train_in: list[TextExample],
+    dev_rows: list[TextExample],
+    target_precision: float,
+    target_oos_handoff: float,
+    log: Log,
+) -> Rule:
+    """Fit the out-of-scope detector on the training questions (saved in ``folder``), then choose the
+    answer rule on dev, where the targets are measured on questions the model has not seen."""
+    log(f"fitting the out-of-scope detector on {len(train_in)} training questions")
+    intents.fit_detector([q.text for q in train_in], [q.labels[0] for q in train_in]).save(folder / DETECTOR_FILE)
+    understood = intents.understand([q.text for q in dev_rows])
+    rule = choose_rule(understood, [q.labels[0] for q in dev_rows], target_precision, target_oos_handoff)
+    log(
+        f"answer rule (dev, {len(dev_rows)} questions): distance <= {rule.max_distance:.2f}, confidence >= "
+        f"{rule.min_confidence}: precision {rule.dev_precision:.3f}, answers {rule.dev_answered:.3f} of in-scope"
+        + (f", hands off {rule.dev_oos_handoff:.3f} of out-of-scope" if rule.dev_oos_handoff is not None else "")
+        + ("" if rule.met else " (targets not reachable on dev: the most precise rule is kept)")
+    )
+    return rule
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    """The rule as support.json stores it: no distance limit is null (JSON has no infinity)."""
+    out = rule.as_dict()
+    out["max_distance"] = None if math.isinf(rule.max_distance) else rule.max_distance
+    return out
+
+
+def _retrieval_encoder(
+    folder: Path, templates: list[Template], train_in: list[TextExample], tune: bool, seed: int, log: Log
+) -> str:
+    """``minilm``, or with ``tune`` ``encoder``: minilm fine-tuned on (question → its intent's template)
+    pairs and saved in ``folder``, for a knowledge base whose wording minilm matches poorly."""
+    if not tune:
+        return "minilm"
+    by_intent = {t.intent: t for t in templates if t.intent}
+    pairs = [(q.text, by_intent[q.labels[0]].answer) for q in train_in if q.labels[0] in by_intent]
+    log(f"fine-tuning the retrieval encoder on {len(pairs)} question → template pairs")
+    fine_tune(pairs, folder / "encoder", seed=seed)
+    return "encoder"
 
 
 def _check_coverage(templates: list, questions: list[TextExample], kb: Path, log: Log) -> None:
@@ -158,6 +195,8 @@ def _check_coverage(templates: list, questions: list[TextExample], kb: Path, log
 def _train_intents(
     folder: Path, train_rows: list[TextExample], dev_rows: list[TextExample], extra: dict | None, seed: int, log: Log
 ) -> Path:
+    """Train the intent model with ``fieldtune.train`` on the in-scope questions (written as CSV in
+    ``folder``; ``extra`` overrides the run config) and return its model folder."""
     files = {}
     for name, rows in (("train", train_rows), ("dev", dev_rows)):
         files[name] = folder / "data" / f"{name}.csv"
@@ -176,7 +215,7 @@ def _store_kb(url: str, templates: list, passages: list, folder: Path, encoder_n
     """The knowledge base with its embeddings into the assistant's database."""
     ids, kinds, texts = kb_texts(templates, passages)
     encoder = load_sentence_encoder(str(folder / encoder_name) if encoder_name != "minilm" else encoder_name)
-    vectors = encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    vectors = encode(encoder, texts)  # as the assistant embeds an agent's answer later
     intents = {t.id: t.intent for t in templates}
     titles = {x.id: x.title for x in [*templates, *passages]}
     bodies = {t.id: t.answer for t in templates} | {p.id: p.text for p in passages}

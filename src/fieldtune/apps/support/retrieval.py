@@ -217,10 +217,7 @@ class Retriever:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dim()), dtype=np.float32)
-        vectors = self.encoder.encode(
-            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return encode(self.encoder, texts)
 
     def _dim(self) -> int:
         if self._embeddings is not None:
@@ -228,6 +225,15 @@ class Retriever:
         # sentence-transformers 6 renamed it; older versions only have the long name
         dim = getattr(self.encoder, "get_embedding_dimension", None) or self.encoder.get_sentence_embedding_dimension
         return int(dim())
+
+
+def encode(encoder: Any, texts: Sequence[str]) -> np.ndarray:
+    """Unit-length float32 embeddings of ``texts`` (one row each, ``texts`` not empty), as the index
+    embeds its items: so one item embedded alone (an agent's new answer) matches a full build."""
+    vectors = encoder.encode(
+        list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def top_k(scores: np.ndarray, k: int) -> list[tuple[int, float]]:

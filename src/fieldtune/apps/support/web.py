@@ -13,7 +13,7 @@ or ``FIELDTUNE_API_TOKEN``) every route but ``/health`` and ``/static`` needs it
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 
 from ...serving.settings import token_from_env
 from ...store.support_store import SupportStore
-from ..web_app import application
+from ..web_app import application, has_token
 from .web_api import api_routes
 from .web_pages import TOKEN_COOKIE, page_routes
 
@@ -64,6 +64,12 @@ class SupportState:
         """The intents the templates answer, sorted (what an agent picks from)."""
         return sorted({t.intent for t in self.assistant.templates() if t.intent})
 
+    def embedder(self) -> Callable[[str], list[float]] | None:
+        """The assistant's ``embed_answer``, if it has one: an agent's new answer is stored with its
+        embedding, so that :meth:`learned` re-reads the KB without embedding it again."""
+        embed = getattr(self.assistant, "embed_answer", None)
+        return embed if callable(embed) else None
+
     def learned(self) -> None:
         """An agent's new answer joined the KB: let an assistant that can re-read it do so."""
         reload_kb = getattr(self.assistant, "reload_kb", None)
@@ -72,11 +78,7 @@ class SupportState:
 
     def authorized(self, request: Request) -> bool:
         """True without a token, else when the bearer header or the cookie carries it."""
-        if not self.token:
-            return True
-        header = request.headers.get("authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(TOKEN_COOKIE, "")
-        return secrets.compare_digest(given.encode(), self.token.encode())
+        return has_token(request, self.token, TOKEN_COOKIE)
 
 
 def create_app(
@@ -90,7 +92,8 @@ def create_app(
 
     Args:
         assistant: Has ``ask(message, history)``, ``templates()`` and ``suggest(text, k)``
-            (:class:`SupportAssistant`); ``reload_kb()`` too, if it can learn agents' answers live.
+            (:class:`SupportAssistant`); ``reload_kb()`` too, if it can learn agents' answers live,
+            and ``embed_answer(text)`` to store a new answer's embedding with it.
         store: The ``SupportStore`` holding sessions, handoffs and the knowledge base.
         token: Require this token on every route but ``/health`` and ``/static`` (default: env
             ``FIELDTUNE_API_TOKEN``; none: open, for a trusted network only).

@@ -17,6 +17,7 @@ from ...errors import UserError
 from ...serving.errors import ApiError, JSONBodyRoute
 from ...serving.limits import clean_text
 from ...store.support_store import HandoffConflict, UnknownHandoff, UnknownSession, plain
+from ..web_app import token_check
 
 if TYPE_CHECKING:
     from .web import SupportState
@@ -59,23 +60,15 @@ class ResolveBody(BaseModel):
 def api_routes(state: "SupportState") -> APIRouter:
     """``/health`` (always open) and the ``/v1/support/*`` routes (behind the token when one is set)."""
 
-    async def check(request: Request) -> None:
-        if not state.authorized(request):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "missing or wrong token",
-                "send `Authorization: Bearer <token>` with the server's FIELDTUNE_API_TOKEN",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     router = APIRouter(route_class=JSONBodyRoute, tags=["support"], responses={422: ERROR})
 
     @router.get("/health", summary="the process is alive")
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    guarded = APIRouter(route_class=JSONBodyRoute, tags=["support"], dependencies=[Depends(check)])
+    guarded = APIRouter(
+        route_class=JSONBodyRoute, tags=["support"], dependencies=[Depends(token_check(state.authorized))]
+    )
     _add_chat(guarded, state)
     _add_handoffs(guarded, state)
     _add_resolve(guarded, state)
@@ -219,7 +212,8 @@ def _add_resolve(router: APIRouter, state: "SupportState") -> None:
             answer, intent = answer or template.answer, intent or template.intent
         elif not answer:
             raise ApiError(422, "invalid_request", "send a template_id or an answer", HINT_RESOLVE)
-        row = _act(lambda: state.store.resolve(handoff_id, body.agent, intent, body.template_id or None, answer))
+        embed = state.embedder()
+        row = _act(lambda: state.store.resolve(handoff_id, body.agent, intent, body.template_id or None, answer, embed))
         if not body.template_id:
             state.learned()  # the new answer is a KB item now
         return JSONResponse(plain(row))

@@ -2,7 +2,7 @@
 ``GET /agent`` (the queue) and ``GET /agent/handoffs/{id}`` (one handoff).
 
 The pages work without a build step: ``static/chat.js`` and ``static/agent.js`` post JSON to the
-``/v1/support/*`` routes (the token cookie goes along) and poll for what changes.
+``/v1/support/*`` routes through ``static/api.js`` (the token cookie goes along) and poll for what changes.
 """
 
 from __future__ import annotations

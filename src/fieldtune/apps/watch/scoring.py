@@ -85,6 +85,8 @@ class Scorer:
         ner: An optional NER predictor (ORG spans).
         versions: Model versions stored with every row (``{"sentiment", "topics", "embedder", "ner"?}``).
         batch_size: Titles per forward pass of the encoder.
+        shared: The int8 graph the models share (:class:`~.shared.SharedPass`: its memo is cleared per
+            batch), when ``sentiment``, ``ner`` and ``encoder`` run in it; None when each runs alone.
     """
 
     def __init__(
@@ -96,10 +98,10 @@ class Scorer:
         ner: Any = None,
         versions: dict[str, str] | None = None,
         batch_size: int = 64,
+        shared: SharedPass | None = None,
     ) -> None:
         self.sentiment, self.encoder, self.topics, self.linker, self.ner = sentiment, encoder, topics, linker, ner
-        self.batch_size = batch_size
-        self.shared: SharedPass | None = None  # set by from_config when the models share bottom layers
+        self.batch_size, self.shared = batch_size, shared
         model_dir = getattr(getattr(sentiment, "artifact", None), "path", None)
         self.columns = sentiment_columns(sentiment.labels, model_dir)
         # the stored label: the polarity's canonical lower-case name; any other label as the model spells it
@@ -144,9 +146,7 @@ class Scorer:
         versions = {"sentiment": model_version(sentiment.meta), "topics": topics.version, "embedder": encoder_version}
         if ner is not None:
             versions["ner"] = model_version(ner.meta)
-        scorer = cls(sentiment, encoder, topics, AliasLinker(cfg.entities), ner, versions, FORWARD_BATCH)
-        scorer.shared = shared
-        return scorer
+        return cls(sentiment, encoder, topics, AliasLinker(cfg.entities), ner, versions, FORWARD_BATCH, shared)
 
     def score(self, items: Sequence[Any]) -> list[dict[str, Any]]:
         """Score a batch (see the module docstring for what runs how).

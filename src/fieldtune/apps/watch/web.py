@@ -12,7 +12,6 @@ or ``FIELDTUNE_API_TOKEN``) every route but ``/health`` and ``/static`` needs it
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from ...artifacts import find_model_dir, read_meta
 from ...errors import UserError
 from ...serving.settings import token_from_env
 from ...store.watch_store import WatchStore
-from ..web_app import application
+from ..web_app import application, has_token
 from .config import WatchConfig
 from .items import Item, Rejected
 from .pipeline import IngestReport, ingest
@@ -87,11 +86,7 @@ class WatchState:
 
     def authorized(self, request: Request) -> bool:
         """True without a token, else when the bearer header or the cookie carries it."""
-        if not self.token:
-            return True
-        header = request.headers.get("authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(TOKEN_COOKIE, "")
-        return secrets.compare_digest(given.encode(), self.token.encode())
+        return has_token(request, self.token, TOKEN_COOKIE)
 
 
 def _model_labels(folder: Path | None) -> tuple[str, ...]:

@@ -7,13 +7,14 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ...errors import UserError
 from ...serving.errors import ApiError, JSONBodyRoute
 from ...utils.times import utc
+from ..web_app import token_check
 from .alerts import KINDS, json_ready
 from .config import MIN_BUCKET, parse_duration
 from .items import parse_item
@@ -57,23 +58,15 @@ class BaselineBody(BaseModel):
 def api_routes(state: "WatchState") -> APIRouter:
     """``/health`` (always open) and the ``/v1/watch/*`` routes (behind the token when one is set)."""
 
-    async def check(request: Request) -> None:
-        if not state.authorized(request):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "missing or wrong token",
-                "send `Authorization: Bearer <token>` with the server's FIELDTUNE_API_TOKEN",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     router = APIRouter(route_class=JSONBodyRoute, tags=["watch"], responses={422: ERROR})
 
     @router.get("/health", summary="the process is alive")
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    guarded = APIRouter(route_class=JSONBodyRoute, tags=["watch"], dependencies=[Depends(check)])
+    guarded = APIRouter(
+        route_class=JSONBodyRoute, tags=["watch"], dependencies=[Depends(token_check(state.authorized))]
+    )
     _add_reads(guarded, state)
     _add_items(guarded, state)
     _add_feedback(guarded, state)

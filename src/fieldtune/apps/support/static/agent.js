@@ -2,24 +2,10 @@
 (function () {
   "use strict";
 
-  var ROOT = document.body.dataset.root || "";
+  var call = fieldtuneSupport.call;  // static/api.js
   var POLL_MS = Math.max(Number(document.body.dataset.pollMs) || 3000, 1000);
   var NAME_KEY = "fieldtune_support_agent";
   var nameInput = document.getElementById("agent-name");
-
-  function call(method, path, body) {
-    var options = {method: method, credentials: "same-origin", headers: {"Accept": "application/json"}};
-    if (body) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(ROOT + path, options).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) {
-        if (!r.ok) throw new Error((data.error && data.error.message) || "HTTP " + r.status);
-        return data;
-      });
-    });
-  }
 
   function show(node, text, ok) {
     if (!node) return;

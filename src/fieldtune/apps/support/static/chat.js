@@ -2,7 +2,6 @@
 (function () {
   "use strict";
 
-  var ROOT = document.body.dataset.root || "";
   var POLL_MS = Number(document.body.dataset.pollMs) || 3000;
   var KEY = "fieldtune_support_session";  // per tab: a reload keeps the conversation
   var WHO = {user: "You", assistant: "Assistant", agent: "Agent"};
@@ -15,24 +14,7 @@
   var shown = {};  // turn ids already on the page
   var after = 0;  // the poll asks for turns after this id (only polls move it: no agent turn is skipped)
   var timer = null;
-
-  function call(method, path, body) {
-    var options = {method: method, credentials: "same-origin", headers: {"Accept": "application/json"}};
-    if (body) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(ROOT + path, options).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) {
-        if (!r.ok) {
-          var error = new Error((data.error && data.error.message) || "HTTP " + r.status);
-          error.type = data.error && data.error.type;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
+  var call = fieldtuneSupport.call;  // static/api.js
 
   function say(text, bad) {
     status.textContent = text;
