@@ -12,6 +12,8 @@ saved artifact as users load it:
     OMP_NUM_THREADS=2 .venv/bin/python bench/calibration.py --data ../shared/data
     # reuse a trained CLINC150 model (e.g. bench/oos.py's in-scope one):
     .venv/bin/python bench/calibration.py --datasets clinc150 --model clinc150=bench/results/oos/models/a-full
+    # explicit training settings instead of the automatic budget (the run folder is named after them):
+    .venv/bin/python bench/calibration.py --datasets banking77 --train epochs=8 --train lr=1e-4 --train batch_size=16
 
 BANKING77 has no dev split: the script takes 10% of train (stratified, seeded, as fieldtune would) and
 writes train/dev files, so training and the conformal and abstention fits use the same dev rows.
@@ -60,12 +62,23 @@ def write(path: Path, rows: list[TextExample]) -> None:
         csv.writer(f).writerows([("text", "label"), *((r.text, r.labels[0]) for r in rows)])
 
 
-def train_model(out: Path, dataset: str, files: dict[str, str], seed: int) -> Path:
-    run = out / dataset
+def train_model(out: Path, dataset: str, files: dict[str, str], seed: int, train: dict[str, Any]) -> Path:
+    """Train (once: cached in ``out``) with the automatic budget, or with the ``train`` settings given."""
+    run = out / (dataset + "".join(f"-{k}{v}" for k, v in sorted(train.items())))
     if not (run / "model" / "fieldtune.json").exists():
-        cfg = {"task": "classification", "model": "minilm", "data": files, "output": str(run), "train": {"seed": seed}}
+        cfg = {"task": "classification", "model": "minilm", "data": files, "output": str(run)}
+        cfg["train"] = {"seed": seed, **train}
         fieldtune.train(cfg)
     return run / "model"
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``--train epochs=8`` -> ("epochs", 8): a number when it reads as one."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def measure(model_dir: Path, dev: list[TextExample], test: list[TextExample]) -> dict[str, Any]:
@@ -121,13 +134,20 @@ def main() -> None:
     ap.add_argument("--datasets", default="banking77,clinc150")
     ap.add_argument("--model", action="append", default=[], help="DATASET=MODEL_DIR: use this model, train none")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument(
+        "--train", action="append", default=[], type=setting, help="KEY=VALUE train setting (e.g. epochs=8), repeatable"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     given = dict(m.split("=", 1) for m in args.model)
     results = {}
     for dataset in args.datasets.split(","):
         files, label = data_config(args.data, args.out, dataset, args.seed)
-        model_dir = Path(given[dataset]) if dataset in given else train_model(args.out, dataset, files, args.seed)
+        model_dir = (
+            Path(given[dataset])
+            if dataset in given
+            else train_model(args.out, dataset, files, args.seed, dict(args.train))
+        )
         model_dir = model_dir / "model" if (model_dir / "model").is_dir() else model_dir
         test_label = "category" if dataset == "banking77" else label
         dev = read(Path(files["dev"]), label)

@@ -90,3 +90,43 @@ def test_multilabel_tune_fits_temperature_then_threshold():
     preds = task.decode(examples, [], list(logits), dict(enumerate(labels)), tuned)
     conf, correct = task.confidences(examples, preds)
     assert conf.shape == (400,) and (conf >= 0.5).all()
+
+
+def overconfident_tagging(n: int, seed: int) -> tuple[list, list, list, list[str]]:
+    """``n`` 6-word sentences, one PER entity at words 1-2; the tag logits point at the gold tags for 70%
+    of the sentences and at a wrong type (LOC) otherwise, always with a huge margin: over-confident
+    entity scores. Features are one window per sentence, each word's first piece at position word + 1."""
+    from fieldtune.data.examples import TaggedSentence
+
+    rng = np.random.default_rng(seed)
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    gold = ("O", "B-PER", "I-PER", "O", "O", "O")
+    examples, features, logits = [], [], []
+    for i in range(n):
+        pred = gold if rng.random() < 0.7 else ("O", "B-LOC", "I-LOC", "O", "O", "O")
+        row = rng.normal(0, 1, (8, len(labels)))
+        for w, tag in enumerate(pred):
+            row[w + 1, labels.index(tag)] += 9.0
+        examples.append(TaggedSentence(tuple(f"w{w}" for w in range(6)), gold))
+        features.append({"example": i, "first": [(w + 1, w) for w in range(6)]})
+        logits.append(row)
+    return examples, features, logits, labels
+
+
+def test_ner_entity_scores_are_calibrated_and_tags_never_change():
+    task = get_task("ner")
+    examples, features, logits, labels = overconfident_tagging(300, seed=0)
+    tuned = task.tune(examples, features, logits, labels)
+    assert tuned["temperature_scaling"] > 1.5  # 9-logit margins for entities that are 30% wrong
+    id2label = dict(enumerate(labels))
+    test, test_features, test_logits, _ = overconfident_tagging(300, seed=1)
+    raw = task.decode(test, test_features, test_logits, id2label, {})
+    cal = task.decode(test, test_features, test_logits, id2label, tuned)
+    assert [tags for tags, _ in raw] == [tags for tags, _ in cal]
+    (conf_raw, right), (conf_cal, right_cal) = task.confidences(test, raw), task.confidences(test, cal)
+    assert conf_raw.shape == (300,) and (right == right_cal).all() and 0.6 < right.mean() < 0.8
+    assert ece(conf_cal, right) < ece(conf_raw, right) / 2
+    # the score a user sees is the one calibrated: predict's entity score is the mean word confidence
+    entities = task.to_output("w0 w1 w2 w3 w4 w5", test[0], cal[0], None)
+    assert entities[0]["score"] == pytest.approx(conf_cal[0], abs=1e-6)
+    assert task.tune(examples[:1], features[:1], logits[:1], labels) == {"temperature_scaling": 1.0}

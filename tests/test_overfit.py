@@ -56,6 +56,11 @@ def test_writes_the_run_layout(trained):
     assert meta["data"]["train"]["sha256"] and meta["versions"]["torch"].startswith("2.13")
     saved = json.loads((result.output_dir / "metrics.json").read_text())
     assert set(saved) == {"dev", "test", "baseline", "train"}
+    # every task scores its confidences: class probabilities, multi-label decisions, entity scores
+    assert "calibration.png" in written
+    for split in ("dev", "test"):
+        assert 0 <= saved[split]["ece"] <= saved[split]["ece_uncalibrated"] + 0.05
+    assert meta["state"]["temperature_scaling"] > 0
     log = [json.loads(line) for line in (result.output_dir / "log.jsonl").read_text().splitlines()]
     assert len(log) == 15 and all(r["event"] == "eval" for r in log)
 

@@ -116,6 +116,12 @@ def test_llm_choice_is_saved_never_below_uncalibrated_and_reloads_identically(ll
     chosen = state["calibrate"] + ("+label_prior" if state["label_prior"] else "")
     assert dev[chosen] == max(dev.values()) >= dev["none"]
     assert math.isclose(llm_run.metrics["dev"]["accuracy"], dev[chosen], abs_tol=1e-6)  # dev scored once, reused
+    # temperature scaling of the label scores, fitted on dev after the choice (the choice scored at T = 1:
+    # the same dev accuracy shows the temperature never changed a top label)
+    assert 0.05 <= state["temperature_scaling"] <= 20
+    for split in ("dev", "test"):
+        assert {"ece", "ece_uncalibrated"} <= set(llm_run.metrics[split])
+    assert (llm_run.output_dir / "calibration.png").is_file()
     assert found["batch_texts"] == 9 and (state["prior"] is None) == (state["calibrate"] == "none")
     predictor = Predictor.load(llm_run.output_dir)
     assert predictor.evaluate(_test_examples(data)) == llm_run.metrics["test"]
@@ -129,7 +135,8 @@ def test_llm_each_candidate_is_a_shift_of_the_raw_scores(llm_run):
     state = clf.state
     shift = np.zeros(3) if state["prior"] is None else -np.array(state["prior"])
     shift += 0 if state["label_prior"] is None else np.array(state["label_prior"])
-    expected = np.exp(raw + shift) / np.exp(raw + shift).sum(axis=1, keepdims=True)
+    z = (raw + shift) / state["temperature_scaling"]
+    expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     got = np.array([[p[label] for label in predictor.labels] for p in _probs(predictor, TEXTS)])
     assert np.allclose(got, expected, atol=1e-9)
 
@@ -141,7 +148,7 @@ def test_old_llm_artifacts_still_load_and_predict_as_before(llm_run, tmp_path, o
     raw = clf.log_scores_raw(TEXTS)
     free = log_mean_probability(clf.log_scores_raw(["N/A", "", "[MASK]"]))
     meta = _meta(llm_run)
-    for key in ("calibration", "label_prior"):
+    for key in ("calibration", "label_prior", "temperature_scaling"):
         meta["state"].pop(key)
     meta["state"] |= {"calibrate": old, "prior": free.tolist() if old else None}
     model_dir = tmp_path / "model"

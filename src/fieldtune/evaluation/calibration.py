@@ -94,6 +94,40 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, multilabel: bool = 
     return round(t, 4) if nll(logits, targets, t, multilabel) <= nll(logits, targets, 1.0, multilabel) else 1.0
 
 
+def group_scores(logits: np.ndarray, chosen: np.ndarray, groups: np.ndarray, temperature: float) -> np.ndarray:
+    """Per group, the mean of its rows' ``softmax(row / temperature)[chosen]`` (``groups``: 0..G-1 per row):
+    an entity's score is the mean confidence of its words' tags."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    p = np.exp(z[np.arange(len(z)), chosen] - np.logaddexp.reduce(z, axis=-1))
+    return np.bincount(groups, weights=p) / np.bincount(groups)
+
+
+def fit_group_temperature(logits: np.ndarray, chosen: np.ndarray, groups: np.ndarray, correct: np.ndarray) -> float:
+    """The temperature T in [0.05, 20] that makes group scores (:func:`group_scores`, e.g. a predicted
+    entity's score) best predict whether each group was right: minimum log loss against ``correct``.
+    The tags are each row's argmax at any T, so the groups stay what they are; only their scores move.
+
+    Returns:
+        T rounded to 4 decimals; 1.0 when there is nothing to fit on or no T does better.
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(correct) < 2:
+        return 1.0
+
+    def loss(t: float) -> float:
+        s = np.clip(group_scores(logits, chosen, groups, t), 1e-7, 1 - 1e-7)
+        return float(-np.mean(correct * np.log(s) + (1 - correct) * np.log(1 - s)))
+
+    best = minimize_scalar(
+        lambda log_t: loss(math.exp(log_t)),
+        bounds=(math.log(0.05), math.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    t = math.exp(best.x)
+    return round(t, 4) if loss(t) <= loss(1.0) else 1.0
+
+
 def precision_coverage(conf: np.ndarray, correct: np.ndarray) -> dict[str, list[float]]:
     """Precision of the kept predictions against coverage, for every threshold at which the kept set
     changes (confidences sorted high to low; ties kept or dropped together)."""

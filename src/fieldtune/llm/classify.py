@@ -369,9 +369,11 @@ class LLMClassifier:
         """Per text ``{label: probability}``, like the encoder classification task's ``decode``."""
         return self.as_dicts(self.log_scores(texts))
 
-    def as_dicts(self, scores: np.ndarray) -> list[dict[str, float]]:
-        """``{label: probability}`` per row of (calibrated) log-scores."""
-        return [dict(zip(self.labels, row.tolist())) for row in _softmax(scores)]
+    def as_dicts(self, scores: np.ndarray, temperature: float | None = None) -> list[dict[str, float]]:
+        """``{label: probability}`` per row of (calibrated) log-scores, softened or sharpened by the
+        dev-fitted temperature (the state's ``temperature_scaling``; never changes the top label)."""
+        t = self.state.get("temperature_scaling", 1.0) if temperature is None else temperature
+        return [dict(zip(self.labels, row.tolist())) for row in _softmax(np.asarray(scores) / t)]
 
 
 def calibration_mode(state: dict[str, Any]) -> str:

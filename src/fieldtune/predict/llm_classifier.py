@@ -54,8 +54,11 @@ class ClassifierPredictor:
         return self.clf.probabilities([ex.text for ex in examples])
 
     def evaluate(self, examples: list[TextExample]) -> dict[str, Any]:
-        """Accuracy / F1 metrics on labelled examples."""
-        return scored(self.task, examples, self.predict_examples(examples), self.labels, self.meta.get("state", {}))
+        """Accuracy / F1 metrics on labelled examples (with ECE before and after temperature scaling)."""
+        scores = self.clf.log_scores([ex.text for ex in examples])
+        raw = self.clf.as_dicts(scores, temperature=1.0)
+        state = self.meta.get("state", {})
+        return scored(self.task, examples, self.clf.as_dicts(scores), self.labels, state, uncalibrated=raw)
 
 
 def _shot_pool(model_dir: Path) -> list[tuple[str, str]] | None:

@@ -20,6 +20,7 @@ from ..artifacts import save_artifact
 from ..config import RunConfig
 from ..data.chat import encode_turn
 from ..data.prepare import Splits
+from ..evaluation.calibration import fit_temperature
 from ..llm.calibration import choose_calibration
 from ..llm.classify import DEFAULT_MAX_LENGTH, POOL_FILE, LLMClassifier, conversation, prompt_state
 from ..methods import apply_method, count_parameters, get_method
@@ -54,12 +55,23 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         )
         history = []
 
-    def predict(split: str, examples: list[Any]) -> list[dict[str, float]]:
-        if split == "dev" and dev_scores is not None:  # dev was scored choosing the calibration
-            return clf.as_dicts(dev_scores)
-        return clf.probabilities([e.text for e in examples])
+    # zero-shot scored dev choosing the calibration; a trained model scores it here; predict reuses it
+    # unless dev is the timed split (no test) of a trained model
+    reuse_dev = dev_scores is not None or bool(splits.test)
+    if splits.dev:
+        dev_scores = clf.log_scores([e.text for e in splits.dev]) if dev_scores is None else dev_scores
+        state["temperature_scaling"] = label_temperature(dev_scores, splits.dev, labels)
+    seen: dict[str, np.ndarray] = {}  # each split's log-scores, for the ECE before temperature scaling
 
-    evaluation = evaluate_splits(predict, task, splits, labels)
+    def predict(split: str, examples: list[Any]) -> list[dict[str, float]]:
+        reuse = split == "dev" and reuse_dev
+        seen[split] = dev_scores if reuse else clf.log_scores([e.text for e in examples])
+        return clf.as_dicts(seen[split])
+
+    def uncalibrated(split: str, examples: list[Any]) -> list[dict[str, float]]:
+        return clf.as_dicts(seen[split], temperature=1.0)
+
+    evaluation = evaluate_splits(predict, task, splits, labels, uncalibrated=uncalibrated)
     record = RunRecord(cfg, splits, labels, evaluation, stats, history, started)
     meta = artifact_meta(record, state, max_length, kind="llm", base_fingerprint=None if trained else True)
     weights = clf.model if trained else None
@@ -132,6 +144,15 @@ def _calibrate(
         cfg.train.seed,
         np.array([sum(ex.labels[0] == label for ex in splits.train) for label in labels], dtype=np.float64),
     )
+
+
+def label_temperature(scores: np.ndarray, dev: list[Any], labels: list[str]) -> float:
+    """Temperature scaling of the label scores: the one T minimising dev NLL of softmax(scores / T)."""
+    ids = {label: i for i, label in enumerate(labels)}
+    keep = [i for i, ex in enumerate(dev) if ex.labels and ex.labels[0] in ids]
+    if not keep:
+        return 1.0
+    return fit_temperature(scores[keep], np.array([ids[dev[i].labels[0]] for i in keep]))
 
 
 def _pool_writer(pool: list[tuple[str, str]] | None) -> Any:

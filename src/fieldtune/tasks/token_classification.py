@@ -23,6 +23,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from ..data.examples import TaggedSentence
 from ..errors import UserError
 from ..evaluation import metrics as M
+from ..evaluation.calibration import fit_group_temperature
 from .base import Task
 from .losses import token_loss
 from .registry import register
@@ -71,10 +72,12 @@ class TokenClassification(Task):
         return features
 
     def decode(self, examples, features, logits, id2label, state):
-        """Per example: (tags, per-word confidence)."""
+        """Per example: (tags, per-word confidence); the dev-fitted temperature (see :meth:`tune`) rescales
+        the confidences, never the tags."""
+        temperature = state.get("temperature_scaling", 1.0)
         out = [(["O"] * len(ex.tokens), [1.0] * len(ex.tokens)) for ex in examples]
         for feat, row in zip(features, logits):  # row: (seq_len, num_labels)
-            probs = _softmax(row)
+            probs = _softmax(row / temperature)
             tags, conf = out[feat["example"]]
             for pos, word in feat["first"]:
                 tags[word] = id2label[int(probs[pos].argmax())]
@@ -83,6 +86,38 @@ class TokenClassification(Task):
 
     def loss(self, logits, labels, targets_per_batch=None):
         return token_loss(logits, labels, targets_per_batch)
+
+    def tune(self, examples, features, logits, labels):
+        """Temperature scaling of entity scores: an entity's score is the mean confidence of its words'
+        tags (what ``predict`` returns); the one temperature on the tag logits whose scores best predict,
+        on dev, whether each predicted entity is exactly right (type and span; minimum log loss)."""
+        rows = _word_rows(features, logits)
+        picked, groups, correct = [], [], []
+        for i, ex in enumerate(examples):
+            tags = [labels[int(rows[i, w].argmax())] if (i, w) in rows else "O" for w in range(len(ex.tokens))]
+            gold = set(M.spans(list(ex.tags)))
+            for span in M.spans(tags):
+                picked += [rows[i, w] for w in range(span[1], span[2] + 1)]
+                groups += [len(correct)] * (span[2] - span[1] + 1)
+                correct.append(span in gold)
+        if len(correct) < 2:
+            return {"temperature_scaling": 1.0}
+        stacked = np.stack(picked)
+        return {
+            "temperature_scaling": fit_group_temperature(
+                stacked, stacked.argmax(-1), np.array(groups), np.array(correct)
+            )
+        }
+
+    def confidences(self, examples, predictions):
+        """Each predicted entity's score (as ``predict`` returns it) and whether it is exactly a gold entity."""
+        conf, correct = [], []
+        for ex, (tags, word_conf) in zip(examples, predictions):
+            gold = set(M.spans(list(ex.tags)))
+            for span in M.spans(tags):
+                conf.append(float(np.mean(word_conf[span[1] : span[2] + 1])))
+                correct.append(span in gold)
+        return np.array(conf, dtype=np.float64), np.array(correct, dtype=bool)
 
     def metrics(self, examples, predictions, labels):
         return M.ner_metrics([list(ex.tags) for ex in examples], [tags for tags, _ in predictions])
@@ -243,6 +278,11 @@ def _check_entity(i: int, ent: Any, text: str, last_end: int, types: list[str], 
         raise UserError(f"entity {i + 1} covers only whitespace", hint="check the offsets")
     if label not in types and not allow_new:
         raise UserError(f"entity {i + 1}: unknown type {label!r}; the model knows {types}")
+
+
+def _word_rows(features: list[dict[str, Any]], logits: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """(example, word) -> the logits row ``decode`` reads the word's tag from (a later window wins, as there)."""
+    return {(feat["example"], word): row[pos] for feat, row in zip(features, logits) for pos, word in feat["first"]}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
