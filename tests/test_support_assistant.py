@@ -4,12 +4,14 @@ out-of-scope queries) with the real minilm — built once per session (conftest 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SUPPORT_INTENTS
 from typer.testing import CliRunner
 
 from fieldtune.apps.support.assistant import Assistant, decide
@@ -95,6 +97,24 @@ def test_the_folder_describes_itself(built):
     meta = json.loads((built[0] / "support.json").read_text())
     assert meta["rule"]["min_confidence"] >= 0 and meta["kb"]["templates"] == 77
     assert (built[0] / meta["detector"]).is_file() and (built[0] / meta["intent_model"] / "fieldtune.json").is_file()
+
+
+def test_bm25_indexes_each_template_with_its_training_questions(built, assistant):
+    folder = built[0]
+    expansions = json.loads((folder / json.loads((folder / "support.json").read_text())["expansions"]).read_text())
+    intents = {t.id: t.intent for t in assistant.templates()}
+    assert len(expansions) == len(SUPPORT_INTENTS)  # the four intents with questions, one template each
+    with (folder.parent / "questions.csv").open(encoding="utf-8", newline="") as f:
+        asked = {r["text"]: r["intent"] for r in csv.DictReader(f)}
+    for template_id, questions in expansions.items():
+        assert questions and all(asked[q] == intents[template_id] for q in questions)
+    # a training question's words now find its template by BM25 alone, although the template never uses them
+    question = expansions[next(iter(expansions))][0]
+    assert assistant.retriever.search(question, k=1, mode="bm25")[0].id == next(iter(expansions))
+    # a folder built before expansions (no "expansions" in support.json) indexes the templates alone
+    assistant.meta.pop("expansions")
+    assert assistant._expansions() == {}
+    assistant.meta["expansions"] = "expansions.json"
 
 
 def test_an_in_scope_question_gets_its_intents_template(assistant):

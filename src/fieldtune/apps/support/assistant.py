@@ -155,9 +155,15 @@ class Assistant:
             if t.intent:
                 self._by_intent.setdefault(t.intent, []).append(t)
         texts = [" ".join(x for x in (i.get("title"), i["text"]) if x) for i in items]
-        self.retriever = Retriever(
-            [i["id"] for i in items], [i["kind"] for i in items], texts, self.encoder, self._embeddings(items, texts)
-        )
+        ids, kinds = [i["id"] for i in items], [i["kind"] for i in items]
+        embeddings = self._embeddings(items, texts)
+        self.retriever = Retriever(ids, kinds, texts, self.encoder, embeddings, expansions=self._expansions())
+
+    def _expansions(self) -> dict[str, list[str]]:
+        """Each template's training questions, indexed by BM25 with it (none for folders built before them)."""
+        name = self.meta.get("expansions")
+        path = self.folder / name if name else None
+        return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
 
     def _embeddings(self, items: list[dict[str, Any]], texts: list[str]) -> np.ndarray | None:
         """The items' stored embeddings (None when none is stored: the retriever embeds them all).
