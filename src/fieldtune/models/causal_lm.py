@@ -11,6 +11,22 @@ from ..errors import UserError
 from ..utils.hf import quiet_transformers
 from ..zoo import resolve
 
+# Gemma's own chat template (the turn format of google/gemma-3-*-it, string contents), for a Gemma
+# tokenizer that has none: a base model's GGUF (the gemma3 alias) carries no template. A system
+# message goes before the first user turn's text, as Gemma's template puts it.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{% set prefix = (messages[0]['content'] | trim) + '\\n\\n' %}{% set turns = messages[1:] %}"
+    "{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for m in turns %}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\\n' }}"
+    "{{ (prefix if loop.first else '') + (m['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+END_OF_TURN = "<end_of_turn>"
+
 
 @dataclass
 class CausalLM:
@@ -49,6 +65,7 @@ def load_causal_lm(name: str, attention: str = "sdpa", dtype: Any = None) -> Cau
             hint="use model: smollm2, a local causal LM folder, or set HF_HUB_OFFLINE=0 to download a hub id",
         ) from None
     prepare_tokenizer(tokenizer)
+    default_chat_template(model, tokenizer)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return CausalLM(model, tokenizer, path)
@@ -60,3 +77,19 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def default_chat_template(model: Any, tokenizer: Any) -> None:
+    """A Gemma model whose tokenizer has no chat template (a base GGUF) gets Gemma's turn format, and
+    its ``<end_of_turn>`` ends generation (as Gemma's own generation config says); others unchanged."""
+    if not str(getattr(model.config, "model_type", "")).startswith("gemma"):
+        return
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if end is None or end == tokenizer.unk_token_id:
+        return
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    eos = model.generation_config.eos_token_id
+    ids = list(eos) if isinstance(eos, list) else [] if eos is None else [eos]
+    if end not in ids:
+        model.generation_config.eos_token_id = [*ids, end]
