@@ -5,6 +5,7 @@ Rows (each one `fieldtune.train` run with a config built here, in its own subpro
 or runs out of memory is reported with its error and the others go on):
 
     zero_shot_llm        smollm2, method zero_shot (label words scored by the LLM)
+    zero_shot_llm_nolist the same with the instruction "Classify the text." (no list of the labels)
     zero_shot_embedding  minilm, method zero_shot (cosine to label descriptions)
     in_context_llm       smollm2, method in_context, data.shots=8 (the most similar examples in the prompt)
     setfit               minilm, method setfit, data.shots=8
@@ -47,6 +48,7 @@ Row = tuple[str, str]  # (text, label)
 # name -> (model, method, few-shot k, train settings, is an LLM row)
 ROWS: dict[str, tuple[str, str, int | None, dict[str, Any], bool]] = {
     "zero_shot_llm": ("smollm2", "zero_shot", None, {}, True),
+    "zero_shot_llm_nolist": ("smollm2", "zero_shot", None, {}, True),
     "zero_shot_embedding": ("minilm", "zero_shot", None, {}, False),
     "in_context_llm": ("smollm2", "in_context", 8, {}, True),
     "setfit": ("minilm", "setfit", 8, {}, False),
@@ -73,7 +75,11 @@ DATASET_ROWS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any], dict[str
 }
 # in-context prompts are 4x the cost per input with calibration (the prior is measured after each input's own
 # shots); the in-context rows run uncalibrated
-ROW_PROMPTS: dict[str, dict[str, Any]] = {"in_context_llm": {"calibrate": False}}
+ROW_PROMPTS: dict[str, dict[str, Any]] = {
+    "in_context_llm": {"calibrate": False},
+    # the instruction without the list of labels (with 77 intents the list is ~450 tokens a 135M model reads)
+    "zero_shot_llm_nolist": {"instruction": "Classify the text."},
+}
 ROW_SETFIT: dict[str, dict[str, Any]] = {"setfit_frozen": {"body_epochs": 0}}
 QUICK_TRAIN = {"epochs": 1, "patience": None}  # --quick: one epoch, whatever the row says
 QUICK_LABELS, QUICK_TRAIN_PER_LABEL, QUICK_TEST_PER_LABEL = 10, 16, 4

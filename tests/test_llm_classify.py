@@ -213,3 +213,21 @@ def test_prefix_on_a_decoder_is_a_user_error_before_any_output(sentiment, tmp_pa
     with pytest.raises(fieldtune.UserError, match="prefix") as err:
         fieldtune.train(config(sentiment, tmp_path, "prefix"), progress=False)
     assert "prompt_tuning" in err.value.hint and not (tmp_path / "prefix").exists()
+
+
+def test_default_instruction_lists_few_labels_but_not_many(tmp_path):
+    from fieldtune.config import load_config
+
+    def instruction(labels: list[str], given: str | None = None) -> str:
+        cfg = {"task": "classification", "model": "smollm2", "method": "zero_shot", "output": str(tmp_path)}
+        cfg |= {"data": {"train": str(tmp_path / "x.csv")}, "prompt": {"instruction": given}}
+        return classify.prompt_state(load_config(cfg), labels)["instruction"]
+
+    few = ["negative", "neutral", "positive"]
+    assert instruction(few) == "Classify the text into one of these categories: negative, neutral, positive."
+    many = [f"intent_{i}" for i in range(classify.MANY_LABELS + 1)]
+    assert instruction(many) == classify.MANY_LABELS_INSTRUCTION  # a 135M model drowns in a 77-label list
+    assert instruction(many[: classify.MANY_LABELS]).startswith("Classify the text into one of these categories:")
+    assert instruction(many, "Which intent? {labels}") == "Which intent? " + ", ".join(
+        w.replace("_", " ") for w in many
+    )

@@ -188,8 +188,9 @@ class PromptConfig(_Strict):
 
     instruction: str | None = Field(
         None,
-        description="The task instruction; {labels} is replaced by the label words. Null: a default per task, "
-        "e.g. 'Classify the text into one of these categories: {labels}.'",
+        description="The task instruction; {labels} is replaced by the label words. Null: 'Classify the text into "
+        "one of these categories: {labels}.' for up to 20 labels, 'Classify the text.' above (a 135M model "
+        "reading a list of 77 intents: BANKING77 zero-shot 0.221; without the list 0.399).",
     )
     template: str = Field(
         "{instruction}\n\nText: {text}",
