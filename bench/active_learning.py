@@ -219,7 +219,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("labelled examples")
     ax.set_ylabel("test accuracy")
     how = {"frozen": "frozen encoder + logistic head", "full": "full fine-tuning"}[results["settings"]["method"]]
-    ax.set_title(f"Active learning on BANKING77 ({results['settings']['pool']} pool, minilm, {how})")
+    ax.set_title(f"Active learning on BANKING77\n({results['settings']['pool']:,} pool, minilm, {how})", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
