@@ -142,6 +142,8 @@ def test_lora_classification_trains_and_reloads(sentiment, tmp_path):
     assert metrics["train"]["steps"] == 6 and 0 < metrics["train"]["trainable_params"] < 1_000_000
     assert metrics["test"]["accuracy"] == 1.0
     assert (result.model_dir / "adapter_model.safetensors").stat().st_size < 4_000_000  # the adapter only
+    # the artifact passes Gemma's terms on with the adapter (export --merge copies them from here)
+    assert {"GEMMA_TERMS.html", "NOTICE"} <= {f.name for f in result.model_dir.iterdir()}
     predictor = Predictor.load(result.output_dir)
     with open(sentiment / "test.csv", newline="", encoding="utf-8") as f:
         examples = [TextExample(r["text"], (r["label"],)) for r in csv.DictReader(f)]

@@ -130,3 +130,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_artifact_keeps_the_licence_files_of_the_model_it_was_made_from(tmp_path):
+    from fieldtune.artifacts import licence_files, save_artifact
+
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("NOTICE", "GEMMA_TERMS.html", "LICENSE.txt", "config.json", "model.safetensors"):
+        (base / name).write_text(name, encoding="utf-8")
+    assert [f.name for f in licence_files(base)] == ["GEMMA_TERMS.html", "LICENSE.txt", "NOTICE"]
+    assert licence_files("HuggingFaceTB/SmolLM2-135M") == [] and licence_files(None) == []
+    target = save_artifact(None, None, {"task": "classification"}, tmp_path / "model", licences_from=base)
+    assert sorted(f.name for f in target.iterdir()) == ["GEMMA_TERMS.html", "LICENSE.txt", "NOTICE", "fieldtune.json"]
+    assert (target / "NOTICE").read_text(encoding="utf-8") == "NOTICE"

@@ -37,11 +37,31 @@ class Artifact:
     meta: dict[str, Any]
 
 
-def save_artifact(model: Any, tokenizer: Any, meta: dict[str, Any], target: Path, extra: Any = None) -> Path:
+# licence and notice files a model folder may carry (Gemma's terms and NOTICE line, an Apache NOTICE...);
+# an artifact made from it keeps copies, as the terms of such models ask of anyone passing weights on
+LICENCE_PATTERNS = ("NOTICE", "NOTICE.*", "LICENSE*", "LICENCE*", "*TERMS*")
+
+
+def licence_files(folder: str | Path | None) -> list[Path]:
+    """The licence / notice files in a local model folder (none for a hub id or a missing folder)."""
+    path = Path(folder) if folder else None
+    if path is None or not path.is_dir():
+        return []
+    found = {f for pattern in LICENCE_PATTERNS for f in path.glob(pattern) if f.is_file()}
+    return sorted(found)
+
+
+def save_artifact(
+    model: Any, tokenizer: Any, meta: dict[str, Any], target: Path, extra: Any = None, licences_from: Any = None
+) -> Path:
     """Write ``target`` (a folder) atomically, replacing an older one only once the new is complete.
-    ``extra(folder)``, when given, writes further files of the artifact (e.g. an LLM's in-context examples)."""
+    ``extra(folder)``, when given, writes further files of the artifact (e.g. an LLM's in-context examples);
+    ``licences_from`` names the folder of the model it was made from, whose licence / notice files
+    (:data:`LICENCE_PATTERNS`) are copied into it."""
     target = Path(target)
     with staged_dir(target) as tmp:
+        for f in licence_files(licences_from):
+            (tmp / f.name).write_bytes(f.read_bytes())
         if model is not None:  # None: nothing trained (zero-shot prompting): meta + tokenizer only
             model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel writes only adapter + head
         if is_peft_model(model):  # config.json: the architecture, labels and problem type to rebuild

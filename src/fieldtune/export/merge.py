@@ -87,7 +87,7 @@ def merge_adapter(model: str | Path, output: str | Path | None = None, console: 
             "parity": result,
         },
     }
-    return save_artifact(merged, tokenizer, merged_meta, target)
+    return save_artifact(merged, tokenizer, merged_meta, target, licences_from=model_dir)  # the adapter's copies
 
 
 def _merge_encoder(model_dir: Path, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:

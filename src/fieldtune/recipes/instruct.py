@@ -70,7 +70,9 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     state = {"max_new_tokens": cfg.prompt.max_new_tokens}
     meta = artifact_meta(record, state, max_length, kind="llm", base_fingerprint=not trains or is_peft_model(model))
     weights = model if trains else None
-    return write_run(record, task, lambda target: save_artifact(weights, tokenizer, meta, target))
+    return write_run(
+        record, task, lambda target: save_artifact(weights, tokenizer, meta, target, licences_from=lm.path)
+    )
 
 
 def _train(cfg: RunConfig, lm: CausalLM, encoded: dict[str, list], accelerator: Any, resume: bool, progress: bool):

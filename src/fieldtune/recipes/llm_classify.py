@@ -77,7 +77,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     weights = clf.model if trained else None
 
     def save(target: Path) -> None:
-        save_artifact(weights, lm.tokenizer, meta, target, extra=_pool_writer(pool))
+        save_artifact(weights, lm.tokenizer, meta, target, extra=_pool_writer(pool), licences_from=lm.path)
 
     return write_run(record, task, save)
 

@@ -46,7 +46,9 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     state = {"prompt": prompt, "max_new_tokens": cfg.prompt.max_new_tokens}
     max_length = lm.model.config.max_position_embeddings
     meta = artifact_meta(record, state, max_length, kind="llm", base_fingerprint=True)
-    return write_run(record, task, lambda target: save_artifact(None, lm.tokenizer, meta, target))
+    return write_run(
+        record, task, lambda target: save_artifact(None, lm.tokenizer, meta, target, licences_from=lm.path)
+    )
 
 
 register_recipe(Recipe("llm_ner", run))
