@@ -156,14 +156,14 @@ def test_lora_trains_adapter_only_reloads_and_merges(sentiment, tmp_path):
     before = {}
     real_save = llm_classify_recipe.save_artifact
 
-    def spy(model, tokenizer, meta, target, extra=None):
+    def spy(model, tokenizer, meta, target, extra=None, **kwargs):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         before["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         before["only_lora"] = all("lora_" in n for n in trainable)
         before["peft"] = model.get_nb_trainable_parameters()[0]
         clf = LLMClassifier(model, tokenizer, meta["labels"], meta["state"])
         before["probs"] = clf.probabilities(TEXTS)
-        return real_save(model, tokenizer, meta, target, extra)
+        return real_save(model, tokenizer, meta, target, extra, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(llm_classify_recipe, "save_artifact", spy)
@@ -190,11 +190,11 @@ def test_other_adapters_train_only_their_weights_and_reload(sentiment, tmp_path,
     before = {}
     real_save = llm_classify_recipe.save_artifact
 
-    def spy(model, tokenizer, meta, target, extra=None):
+    def spy(model, tokenizer, meta, target, extra=None, **kwargs):
         before["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         before["peft"] = model.get_nb_trainable_parameters()[0]
         before["probs"] = LLMClassifier(model, tokenizer, meta["labels"], meta["state"]).probabilities(TEXTS)
-        return real_save(model, tokenizer, meta, target, extra)
+        return real_save(model, tokenizer, meta, target, extra, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(llm_classify_recipe, "save_artifact", spy)
