@@ -29,6 +29,9 @@ def build(
     fine_tune_retriever: bool = typer.Option(False, "--fine-tune-retriever", help="fine-tune the retrieval encoder"),
     db: str | None = typer.Option(None, "--db", help="database URL (default: SQLite in the folder)"),
     target_precision: float = typer.Option(0.97, "--target-precision", help="answered precision to keep on dev"),
+    generate: bool = typer.Option(
+        False, "--generate", help="also tune the reply writer (smollm2 + LoRA) for grounded, written answers"
+    ),
 ) -> None:
     """Train (or take) the intent model, fit out-of-scope detection and the answer rule, index the knowledge base."""
     from ..apps.support.build import build_assistant
@@ -36,7 +39,7 @@ def build(
     extra = {"method": method} if method else None
     build_assistant(
         kb, questions, output, dev, docs, intent_model, extra, fine_tune_retriever, db, target_precision,
-        log=lambda line: err.print(line, highlight=False),
+        log=lambda line: err.print(line, highlight=False), generate=generate,
     )  # fmt: skip
 
 
@@ -46,11 +49,14 @@ def ask(
     folder: Path = typer.Argument(..., help="assistant folder"),
     question: str = typer.Argument(..., help="the customer's message"),
     json_out: bool = typer.Option(False, "--json", help="print the whole reply as JSON"),
+    generate: bool = typer.Option(
+        False, "--generate", help="write the answer from the sources with the reply writer (built with --generate)"
+    ),
 ) -> None:
     """Answer one question (or say why it is handed off)."""
     from ..apps.support.assistant import Assistant
 
-    reply = Assistant(folder).ask(question)
+    reply = Assistant(folder, generate=generate).ask(question)
     if json_out:
         out.print_json(json.dumps(reply))
     elif reply["handoff"]:
@@ -59,7 +65,9 @@ def ask(
         )
     else:
         out.print(reply["answer"], highlight=False)
-        err.print(f"[{reply['answer_id']}; intent {reply['intent']}, {reply['score']:.2f}]", highlight=False)
+        ids = ", ".join(reply.get("used") or [reply["answer_id"]])
+        written = "written from " if reply.get("generated") else ""
+        err.print(f"[{written}{ids}; intent {reply['intent']}, {reply['score']:.2f}]", highlight=False)
 
 
 @support_app.command("eval")
@@ -90,6 +98,9 @@ def serve(
     token: str | None = typer.Option(
         None, "--token", envvar="FIELDTUNE_API_TOKEN", help="bearer token the API requires"
     ),
+    generate: bool = typer.Option(
+        False, "--generate", help="write the answer from the sources with the reply writer (built with --generate)"
+    ),
 ) -> None:
     """The customer chat (/), the agent console (/agent) and the API (/v1/support/...)."""
     import uvicorn
@@ -98,7 +109,7 @@ def serve(
     from ..apps.support.batching import BatchedAssistant
     from ..apps.support.web import create_app
 
-    assistant = Assistant(folder)
+    assistant = Assistant(folder, generate=generate)
     err.print(f"customer chat: http://{host}:{port}/   agent console: http://{host}:{port}/agent", highlight=False)
     app = create_app(BatchedAssistant(assistant), assistant.store, token)  # concurrent messages share a forward pass
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -116,4 +127,4 @@ def demo(
 
     run_support_demo(output, err, out)
     if serve_after:
-        serve(output, "127.0.0.1", port, None)
+        serve(output, "127.0.0.1", port, None, False)

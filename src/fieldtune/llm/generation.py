@@ -69,11 +69,18 @@ def generate(
     top_p: float = 1.0,
     streamer: Any = None,
     cancel: threading.Event | None = None,
+    prompt_lookup: int = 0,
 ) -> list[tuple[list[int], str]]:
     """Continue each prompt (token ids); greedy unless ``temperature > 0``.
 
     Prompts are left-padded in batches of similar length. Returns per prompt the new token ids up to
     (not including) the stop token and the finish reason: ``stop`` or ``length``.
+
+    ``prompt_lookup > 0`` turns on prompt lookup decoding (transformers' ``prompt_lookup_num_tokens``,
+    greedy only, one prompt at a time): the tokens that followed the last few generated tokens where
+    they occur in the prompt are proposed as a draft, and one forward pass keeps the longest run the
+    model agrees with. The output is the same as plain greedy decoding; an answer that copies from its
+    prompt (a grounded reply quoting its sources) comes several tokens per forward pass.
     """
     import transformers
 
@@ -84,6 +91,9 @@ def generate(
         extra.update(temperature=temperature, top_p=top_p)
     if streamer is not None:
         extra["streamer"] = streamer
+    if prompt_lookup and temperature == 0:
+        extra["prompt_lookup_num_tokens"] = prompt_lookup
+        batch_size = 1  # assisted decoding runs one sequence at a time
     if cancel is not None:
         extra["stopping_criteria"] = transformers.StoppingCriteriaList([_Cancelled(cancel)])
     was_training = model.training

@@ -34,6 +34,7 @@ class ChatPredictor:
         self.labels: list[str] = []
         self.backend = "torch"
         self.max_new_tokens: int = (meta.get("state") or {}).get("max_new_tokens", 128)
+        self.prompt_lookup = 0  # draft tokens from the prompt per step (greedy; see llm.generation.generate)
         self._lock = threading.Lock()
 
     @classmethod
@@ -52,8 +53,9 @@ class ChatPredictor:
         ids = prompt_ids(self.tokenizer, messages)
         with self._lock:
             [(new, reason)] = generate(
-                self.model, self.tokenizer, [ids], max_tokens or self.max_new_tokens, 1, temperature, top_p
-            )
+                self.model, self.tokenizer, [ids], max_tokens or self.max_new_tokens, 1, temperature, top_p,
+                prompt_lookup=self.prompt_lookup,
+            )  # fmt: skip
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return text, reason, _usage(len(ids), len(new) + (reason == "stop"))
 
@@ -76,8 +78,9 @@ class ChatPredictor:
             try:
                 with self._lock:
                     result["out"] = generate(
-                        self.model, self.tokenizer, [ids], *settings, streamer=streamer, cancel=cancel
-                    )
+                        self.model, self.tokenizer, [ids], *settings, streamer=streamer, cancel=cancel,
+                        prompt_lookup=self.prompt_lookup,
+                    )  # fmt: skip
             except BaseException as err:  # noqa: BLE001 - re-raised in the consuming thread
                 result["error"] = err
                 streamer.end()

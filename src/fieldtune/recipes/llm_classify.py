@@ -20,7 +20,6 @@ from ..artifacts import save_artifact
 from ..config import RunConfig
 from ..data.chat import encode_turn
 from ..data.prepare import Splits
-from ..evaluation.calibration import fit_temperature
 from ..llm.calibration import choose_calibration
 from ..llm.classify import DEFAULT_MAX_LENGTH, POOL_FILE, LLMClassifier, conversation, prompt_state
 from ..methods import apply_method, count_parameters, get_method
@@ -60,7 +59,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     reuse_dev = dev_scores is not None or bool(splits.test)
     if splits.dev:
         dev_scores = clf.log_scores([e.text for e in splits.dev]) if dev_scores is None else dev_scores
-        state["temperature_scaling"] = label_temperature(dev_scores, splits.dev, labels)
+        state.update(task.tune(splits.dev, [], list(dev_scores), labels))  # temperature scaling
     seen: dict[str, np.ndarray] = {}  # each split's log-scores, for the ECE before temperature scaling
 
     def predict(split: str, examples: list[Any]) -> list[dict[str, float]]:
@@ -144,15 +143,6 @@ def _calibrate(
         cfg.train.seed,
         np.array([sum(ex.labels[0] == label for ex in splits.train) for label in labels], dtype=np.float64),
     )
-
-
-def label_temperature(scores: np.ndarray, dev: list[Any], labels: list[str]) -> float:
-    """Temperature scaling of the label scores: the one T minimising dev NLL of softmax(scores / T)."""
-    ids = {label: i for i, label in enumerate(labels)}
-    keep = [i for i, ex in enumerate(dev) if ex.labels and ex.labels[0] in ids]
-    if not keep:
-        return 1.0
-    return fit_temperature(scores[keep], np.array([ids[dev[i].labels[0]] for i in keep]))
 
 
 def _pool_writer(pool: list[tuple[str, str]] | None) -> Any:

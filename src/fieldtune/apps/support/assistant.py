@@ -16,12 +16,17 @@ The decision (:func:`decide`), in order:
 Retrieval over templates and documents (hybrid BM25 + dense) gives the ``sources`` shown with an
 answer (the top 3 of the one search per message that also ranks an intent's templates), and the
 agent console's suggestions.
+
+With ``generate`` (an assistant built with ``--generate``), an answer is then written by the tuned
+reply writer (:mod:`.writer`) from the chosen template and the passages among the sources; when the
+writer refuses, or its first sentence is not supported by them, the conversation is handed off.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from ...store.support_store import SupportStore
 from .intent import IntentModel, Rule
 from .kb import Template
 from .retrieval import Hit, Retriever, encode
+from .writer import Source, Writer
 
 SUPPORT_FILE = "support.json"
 FORMAT = 1
@@ -116,9 +122,10 @@ class Assistant:
     Args:
         folder: The folder ``fieldtune support build`` wrote.
         db: Database URL of the knowledge base and conversations (default: the one in support.json).
+        generate: Write answers with the reply writer (the folder must have been built with ``--generate``).
     """
 
-    def __init__(self, folder: str | Path, db: str | None = None) -> None:
+    def __init__(self, folder: str | Path, db: str | None = None, generate: bool = False) -> None:
         self.folder = Path(folder)
         info = self.folder / SUPPORT_FILE
         if not info.is_file():
@@ -135,7 +142,17 @@ class Assistant:
         self.store = SupportStore(db or self.meta["db"].replace("{folder}", str(self.folder.resolve())))
         encoder = self.meta["encoder"]
         self.encoder = load_sentence_encoder(str(self._path(encoder)) if encoder != "minilm" else encoder)
+        self.writer = self._writer() if generate else None
         self.reload_kb()
+
+    def _writer(self) -> Writer:
+        spec = self.meta.get("writer")
+        if not spec:
+            raise UserError(
+                f"{self.folder} was built without a reply writer",
+                hint="rebuild it with fieldtune support build ... --generate, or ask without --generate",
+            )
+        return Writer.load(self._path(spec["model"]), spec["max_new_tokens"])
 
     def _path(self, value: str) -> Path:
         path = Path(value)
@@ -154,6 +171,7 @@ class Assistant:
         for t in self._templates:
             if t.intent:
                 self._by_intent.setdefault(t.intent, []).append(t)
+        self._passages = {i["id"]: i["text"] for i in items if i["kind"] == "passage"}
         texts = [" ".join(x for x in (i.get("title"), i["text"]) if x) for i in items]
         ids, kinds = [i["id"] for i in items], [i["kind"] for i in items]
         embeddings = self._embeddings(items, texts)
@@ -195,20 +213,22 @@ class Assistant:
         """The intent of a knowledge-base item (None for a passage or a template without one)."""
         return self._intent_of.get(item_id)
 
-    def ask(self, message: str, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def ask(self, message: str, history: list[dict[str, Any]] | None = None, write: bool = True) -> dict[str, Any]:
         """Answer ``message`` or hand off (see :func:`decide`).
 
         Args:
             message: The customer's message.
             history: Earlier turns of the conversation, oldest first (``role``, ``text``, ``reply``).
+            write: With a reply writer, write the answer (:meth:`write`); False leaves the template's
+                answer, for a caller that streams :meth:`write_stream` itself.
 
         Returns:
             ``handoff``, ``answer_id``, ``answer``, ``intent``, ``score``, ``reason``, ``sources``
             (``id``, ``kind``, ``score``), ``guesses`` (``intent``, ``score``); answer fields None on handoff.
         """
-        return self.ask_many([(message, history or [])])[0]
+        return self.ask_many([(message, history or [])], write)[0]
 
-    def ask_many(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    def ask_many(self, requests: list[tuple[str, list[dict[str, Any]]]], write: bool = True) -> list[dict[str, Any]]:
         """:meth:`ask` for several conversations at once: one forward pass of the intent model and one
         batched retrieval for all (what the server's micro-batching calls).
 
@@ -233,7 +253,42 @@ class Assistant:
             if text is not None:
                 template = first_ranked(self._by_intent[u["intent"]], found[text])
             replies.append(reply_fields(u, reason, template, found[query][:SOURCES]))
+        if write and self.writer is not None:
+            replies = [self.write(r, m) for r, (m, _) in zip(replies, requests)]
         return replies
+
+    def write_stream(self, reply: dict[str, Any], message: str) -> Iterator[dict[str, Any]]:
+        """The writer's answer to a reply that answers (a handoff passes unchanged): ``{"delta": text}``
+        per checked sentence, then ``{"reply": the final reply}`` — the written answer (``generated``
+        true, ``sources`` the ones it used), or a handoff when the writer refused or wrote nothing the
+        sources support."""
+        if self.writer is None or reply["handoff"]:
+            yield {"reply": reply}
+            return
+        items = {i.id: i for i in self._templates}
+        sources = [Source(reply["answer_id"], reply["answer"])]
+        passages = [s["id"] for s in reply["sources"] if s["kind"] == "passage" and s["id"] in self._passages]
+        sources += [Source(pid, self._passages[pid]) for pid in passages]
+        written = None
+        for event in self.writer.stream(message, sources):
+            if "written" in event:
+                written = event["written"]
+            else:
+                yield event
+        assert written is not None
+        out = dict(reply)
+        if written.answered:
+            out.update(answer=written.text, generated=True, reason="written from " + ", ".join(written.used))
+            out["used"] = written.used
+            out["answer_id"] = next((u for u in written.used if u in items), reply["answer_id"])
+        else:
+            why = "the sources do not answer it" if written.refused else "the written answer was not supported"
+            out.update(handoff=True, answer_id=None, answer=None, generated=True, reason=why)
+        yield {"reply": out}
+
+    def write(self, reply: dict[str, Any], message: str) -> dict[str, Any]:
+        """:meth:`write_stream`, whole."""
+        return next(e["reply"] for e in self.write_stream(reply, message) if "reply" in e)
 
     def suggest(self, text: str, k: int = 3) -> list[dict[str, Any]]:
         """Templates for an agent answering ``text``: those of the model's top intents first, then retrieval."""

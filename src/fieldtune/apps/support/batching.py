@@ -38,12 +38,14 @@ class BatchedAssistant:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.assistant, name)
 
-    def ask(self, message: str, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The assistant's reply, computed together with whatever other messages are waiting."""
+    def ask(self, message: str, history: list[dict[str, Any]] | None = None, write: bool = True) -> dict[str, Any]:
+        """The assistant's reply, computed together with whatever other messages are waiting; a reply
+        writer's answer is written here, in the caller's thread, so that the batch never waits on it."""
         check_message(message)  # a bad message fails alone, never its batch
         future: Future = Future()
         self._queue.put((message, history or [], future))
-        return future.result()
+        reply = future.result()
+        return self.assistant.write(reply, message) if write and self.assistant.writer is not None else reply
 
     def _run(self) -> None:
         while True:
@@ -56,7 +58,7 @@ class BatchedAssistant:
                     break
             self.batches = [*self.batches[-99:], len(batch)]
             try:
-                replies = self.assistant.ask_many([(m, h) for m, h, _ in batch])
+                replies = self.assistant.ask_many([(m, h) for m, h, _ in batch], write=False)
             except Exception as e:  # noqa: BLE001 - every waiting caller gets the error, none hangs
                 for *_, future in batch:
                     future.set_exception(e)

@@ -10,6 +10,7 @@
 4. Retrieval encoder: ``minilm``, or fine-tuned on (question → its intent's template) pairs.
 5. Store the knowledge base with its embeddings in the assistant's database; each template's training
    questions go to ``expansions.json`` (BM25 indexes them with the template); write ``support.json``.
+6. With ``generate``: tune the reply writer (:mod:`.writer`) on the training questions.
 
 The folder is built aside and renamed into place when complete: a failed build leaves no half folder.
 """
@@ -40,6 +41,7 @@ from .biencoder import fine_tune
 from .intent import OOS, IntentModel, Rule, choose_rule
 from .kb import Template, kb_texts, load_docs, load_templates
 from .retrieval import encode
+from .writer import train_writer, writer_examples
 
 Log = Callable[[str], None]
 DETECTOR_FILE = "detector.npz"
@@ -74,6 +76,7 @@ def build_assistant(
     target_oos_handoff: float = 0.8,
     seed: int = 13,
     log: Log = print,
+    generate: bool = False,
 ) -> Path:
     """Build an assistant folder (see the module docstring); returns its path.
 
@@ -91,6 +94,7 @@ def build_assistant(
         target_oos_handoff: Out-of-scope handoff rate the rule reaches on dev (when dev has ``oos``).
         seed: Seed of the dev split and of training.
         log: Where progress lines go.
+        generate: Also tune the grounded reply writer (``fieldtune support ask --generate``).
     """
     start = time.perf_counter()
     templates, passages = load_templates(kb), (load_docs(docs) if docs else [])
@@ -107,6 +111,7 @@ def build_assistant(
         # SQLite: the file is made in the staged folder and moves with it
         _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
         _write_expansions(tmp / EXPANSIONS_FILE, templates, train_in)
+        writer = _reply_writer(tmp, train_rows, templates, seed, log) if generate else None
         meta = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -115,6 +120,7 @@ def build_assistant(
             "rule": _rule_json(rule),
             "encoder": encoder_name,
             "expansions": EXPANSIONS_FILE,
+            "writer": writer,
             "db": db or "sqlite:///{folder}/support.db",
             "kb": {"templates": len(templates), "passages": len(passages), "file": str(kb), "docs": str(docs or "")},
             "questions": {"train": len(train_rows), "dev": len(dev_rows), "file": str(questions)},
@@ -213,6 +219,22 @@ def _train_intents(
     config["train"] = {"seed": seed, **config.get("train", {})}
     log(f"training the intent model on {len(train_rows)} questions ({len({q.labels[0] for q in train_rows})} intents)")
     return train(config).model_dir
+
+
+def _reply_writer(
+    folder: Path, questions: list[TextExample], templates: list[Template], seed: int, log: Log
+) -> dict[str, Any]:
+    """Tune the writer (:func:`~.writer.train_writer`) and return what support.json records of it: its
+    folder and the longest answer it may write (the longest template's tokens, plus a quarter)."""
+    import transformers
+
+    examples = writer_examples(questions, templates, seed)
+    if not examples:
+        raise UserError("--generate: no labelled question has an intent with a template to learn replies from")
+    model_dir = Path(train_writer(folder, examples, seed, log=log))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    longest = max(len(tokenizer(t.answer)["input_ids"]) for t in templates)
+    return {"model": str(model_dir.relative_to(folder)), "max_new_tokens": min(512, longest + longest // 4 + 8)}
 
 
 def _write_expansions(path: Path, templates: list[Template], train_in: list[TextExample]) -> None:

@@ -37,7 +37,11 @@ class ChatBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     session_id: Optional[StrictStr] = Field(None, min_length=1, max_length=64)
-    stream: bool = Field(False, description="answer as server-sent events: `reply` (the JSON), then `done`")
+    stream: bool = Field(
+        False,
+        description="answer as server-sent events: with a reply writer `delta` ({text}) per written sentence; "
+        "then `reply` (the JSON) and `done`",
+    )
 
 
 class ClaimBody(BaseModel):
@@ -83,6 +87,13 @@ def converse(state: "SupportState", session_id: Optional[str], message: str) -> 
         The assistant's reply fields plus ``session_id``, ``text`` (what the customer is shown),
         ``turn_id`` (the assistant's turn) and, when handed off, ``handoff_id``.
     """
+    session_id, history = _customer_turn(state, session_id, message)
+    return _assistant_turn(state, session_id, _ask(state, message, history))
+
+
+def _customer_turn(state: "SupportState", session_id: Optional[str], message: str) -> tuple[str, list[dict]]:
+    """Store the customer's message (in a new session when ``session_id`` is None); returns the session
+    and its earlier turns."""
     store = state.store
     if session_id is None:
         session_id, history = store.new_session(), []
@@ -92,10 +103,19 @@ def converse(state: "SupportState", session_id: Optional[str], message: str) -> 
         store.add_turn(session_id, "user", message)
     except UnknownSession as e:
         raise ApiError(404, "unknown_session", e.message, "send no session_id to start a new conversation") from None
+    return session_id, history
+
+
+def _ask(state: "SupportState", message: str, history: list[dict], **options: Any) -> dict[str, Any]:
     try:
-        reply = plain(state.assistant.ask(message, history))
+        return plain(state.assistant.ask(message, history, **options))
     except UserError as e:
         raise ApiError(422, "invalid_request", e.message, e.hint) from None
+
+
+def _assistant_turn(state: "SupportState", session_id: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """Store the assistant's reply (and open the handoff it asks for); returns what the client gets."""
+    store = state.store
     text = HANDOFF_TEXT if reply.get("handoff") else str(reply.get("answer") or "")
     out = {**reply, "session_id": session_id, "text": text}
     out["turn_id"] = store.add_turn(session_id, "assistant", text, reply)
@@ -110,6 +130,16 @@ def _sse(out: dict[str, Any]) -> Iterator[str]:
     yield "event: done\ndata: {}\n\n"
 
 
+def _written_sse(state: "SupportState", session_id: str, reply: dict[str, Any], message: str) -> Iterator[str]:
+    """A written answer as server-sent events: ``delta`` (``{"text"}``, each checked sentence as the
+    writer produces it), then ``reply`` (the stored reply: the answer, or the handoff) and ``done``."""
+    for event in state.assistant.write_stream(reply, message):
+        if "delta" in event:
+            yield f"event: delta\ndata: {json.dumps({'text': event['delta']}, ensure_ascii=False)}\n\n"
+        else:
+            yield from _sse(_assistant_turn(state, session_id, plain(event["reply"])))
+
+
 def _add_chat(router: APIRouter, state: "SupportState") -> None:
     @router.post(
         "/v1/support/chat",
@@ -121,8 +151,13 @@ def _add_chat(router: APIRouter, state: "SupportState") -> None:
         message = clean_text(body.message).strip()
         if not message:
             raise ApiError(422, "invalid_request", "message: only whitespace or control characters", HINT_CHAT)
+        streamed = body.stream or "text/event-stream" in request.headers.get("accept", "")
+        if streamed and getattr(state.assistant, "writer", None) is not None:  # the answer streams as written
+            session_id, history = _customer_turn(state, body.session_id, message)
+            events = _written_sse(state, session_id, _ask(state, message, history, write=False), message)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         out = converse(state, body.session_id, message)
-        if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+        if streamed:
             return StreamingResponse(_sse(out), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return JSONResponse(out)
 
