@@ -35,8 +35,8 @@ import torch
 
 from fieldtune.apps.support.assistant import Assistant
 from fieldtune.apps.support.build import build_assistant
-from fieldtune.apps.support.writer import Source, messages, supported_share
 from fieldtune.apps.support.retrieval import tokenize
+from fieldtune.apps.support.writer import Source, messages, supported_share
 from fieldtune.data.chat import prompt_ids
 from fieldtune.llm.generation import generate
 from fieldtune.predict import load
