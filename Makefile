@@ -29,7 +29,7 @@ demo: install
 
 test: install
 	scripts/ensure-chromium   # Debian's headless Chromium for the dashboard's browser tests
-	scripts/with-postgres $(BIN)/python -m pytest -q   # a throwaway PostgreSQL for the store tests
+	scripts/with-postgres $(BIN)/python -m pytest -q --durations=25   # a throwaway PostgreSQL for the store tests; the 25 slowest listed
 
 lint: install
 	$(BIN)/ruff check src tests bench
