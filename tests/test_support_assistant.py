@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from fieldtune.apps.support.assistant import Assistant, decide
 from fieldtune.apps.support.evaluate import evaluate_assistant
-from fieldtune.apps.support.intent import Rule, choose_rule
+from fieldtune.apps.support.intent import Rule, choose_rule, wilson_lower
 from fieldtune.apps.support.kb import Template
 from fieldtune.cli import app
 from fieldtune.errors import UserError
@@ -78,6 +78,34 @@ def test_the_rule_keeps_precision_and_hands_off_out_of_scope():
     assert rule.dev_answered == pytest.approx(0.8, abs=0.06)  # every confident in-scope question answered
     unreachable = choose_rule(items, gold, target_precision=1.01)
     assert not unreachable.met and math.isfinite(unreachable.dev_precision)
+
+
+def test_the_precision_target_holds_at_90_percent_confidence():
+    assert wilson_lower(0.8, 0, 1.28) == 0.8 and wilson_lower(0.8, 100, 0.0) == 0.8
+    # by hand: (2np + z² - z sqrt(z² + 4np(1-p))) / 2(n + z²) = (181.6425 - 7.8631) / 203.285
+    assert wilson_lower(0.9, 100, 1.2816) == pytest.approx(0.8549, abs=1e-4)
+    assert wilson_lower(1.0, 70, 1.2816) == pytest.approx(1 / (1 + 1.2816**2 / 70), abs=1e-9)
+
+    # 98% right among the confident: 50 dev answers can't show 0.97 at 90% confidence, 2,000 can
+    def dev(confident: int, right: int, unsure: int = 0, unsure_right: int = 0) -> tuple[list[dict], list[str]]:
+        """Questions at probability 0.9 (``right`` of them right), 0.6 and 0.3 (all 1,000 wrong)."""
+        items = [understood("a", 0.9, 0.1)] * confident + [understood("a", 0.6, 0.1)] * unsure
+        items += [understood("a", 0.3, 0.1)] * 1000
+        gold = ["a"] * right + ["b"] * (confident - right) + ["a"] * unsure_right + ["b"] * (unsure - unsure_right)
+        return items, gold + ["b"] * 1000
+
+    # answering the 0.6 ones too: precision 2,135 / 2,200 = 0.9705 — above 0.97, its bound (0.966) not;
+    # the confident ones alone: 0.98 over 2,000 answers, bound 0.976
+    items, gold = dev(2000, 1960, 200, 175)
+    held = choose_rule(items, gold, target_precision=0.97)
+    assert held.met and held.dev_precision == pytest.approx(0.98) and held.dev_precision_low >= 0.97
+    assert held.min_confidence > 0.6
+    point = choose_rule(items, gold, target_precision=0.97, confidence=0)  # the point estimate alone
+    assert point.met and point.dev_precision == pytest.approx(2135 / 2200) and point.min_confidence <= 0.6
+    assert point.dev_answered > held.dev_answered and point.dev_precision_low == point.dev_precision
+    # 49 of 50 right can't show 0.97 at 90% confidence: the point estimate decides, the bound is recorded
+    small = choose_rule(*dev(50, 49), target_precision=0.97)
+    assert small.met and small.dev_precision == pytest.approx(0.98) and small.dev_precision_low < 0.97
 
 
 # ---------------------------------------------------------------- an assistant built for real

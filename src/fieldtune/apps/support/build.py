@@ -6,7 +6,8 @@
    ``oos`` ones. In-scope training questions train the intent model (``fieldtune.train``, any method;
    calibrated on dev) unless ``intent_model`` names a trained one.
 3. Fit the out-of-scope detector on the training questions; choose the answer rule on dev
-   (:func:`~.intent.choose_rule`: answered precision >= 0.97, out-of-scope handoff >= 0.80).
+   (:func:`~.intent.choose_rule`: answered precision >= 0.97 at 90% confidence, out-of-scope handoff
+   >= 0.80).
 4. Retrieval encoder: ``minilm``, or fine-tuned on (question → its intent's template) pairs.
 5. Store the knowledge base with its embeddings in the assistant's database; each template's training
    questions go to ``expansions.json`` (BM25 indexes them with the template); write ``support.json``.
@@ -159,7 +160,8 @@ def _answer_rule(
     rule = choose_rule(understood, [q.labels[0] for q in dev_rows], target_precision, target_oos_handoff)
     log(
         f"answer rule (dev, {len(dev_rows)} questions): distance <= {rule.max_distance:.2f}, confidence >= "
-        f"{rule.min_confidence}: precision {rule.dev_precision:.3f}, answers {rule.dev_answered:.3f} of in-scope"
+        f"{rule.min_confidence}: precision {rule.dev_precision:.3f} (90% lower bound {rule.dev_precision_low:.3f}), "
+        f"answers {rule.dev_answered:.3f} of in-scope"
         + (f", hands off {rule.dev_oos_handoff:.3f} of out-of-scope" if rule.dev_oos_handoff is not None else "")
         + ("" if rule.met else " (targets not reachable on dev: the most precise rule is kept)")
     )
