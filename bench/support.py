@@ -41,6 +41,7 @@ from fieldtune.apps.support.assistant import Assistant
 from fieldtune.apps.support.batching import BatchedAssistant
 from fieldtune.apps.support.build import build_assistant
 from fieldtune.apps.support.evaluate import evaluate_assistant
+from fieldtune.apps.support.intent import choose_rule
 from fieldtune.apps.support.web import create_app
 
 
@@ -109,7 +110,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/support"))
     ap.add_argument("--intent-model", type=Path, default=None)
-    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--requests", type=int, default=400, help="HTTP latency requests (0: no latency run)")
     args = ap.parse_args()
     folder = args.data / "clinc150"
     work = args.out / "clinc150-data"
@@ -126,11 +127,21 @@ def main() -> None:
     assistant = Assistant(target)
     metrics = evaluate_assistant(assistant, test_file, args.out / "clinc150-eval")
     metrics["build_s"] = round(build_s, 1)
+    metrics["rule"] = assistant.rule.as_dict()
+    # the same model and detector with the rule chosen on dev's point estimate (before the 90% bound)
+    dev_rows = dev + oos_dev
+    understood = assistant.intent.understand([t for t, _ in dev_rows])
+    point = choose_rule(understood, [i for _, i in dev_rows], confidence=0)
+    held, assistant.rule = assistant.rule, point
+    before = evaluate_assistant(assistant, test_file, args.out / "clinc150-eval-point")
+    assistant.rule = held
+    metrics["point_estimate_rule"] = {"rule": point.as_dict(), **{k: v for k, v in before.items() if k != "curve"}}
     asked = [t for t, _ in test]
-    metrics["http"] = {
-        "micro-batched": http_latency(assistant, asked, args.requests),
-        "one call per request": http_latency(assistant, asked, args.requests, batched=False),
-    }
+    if args.requests:
+        metrics["http"] = {
+            "micro-batched": http_latency(assistant, asked, args.requests),
+            "one call per request": http_latency(assistant, asked, args.requests, batched=False),
+        }
     metrics.pop("curve")
     (args.out / "clinc150.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
