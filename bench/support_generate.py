@@ -77,6 +77,7 @@ def build(args: argparse.Namespace, work: Path) -> Path:
 def ask_all(assistant: Assistant, asked: list[tuple[str, str]]) -> tuple[dict, list[dict]]:
     counts = {"asked": len(asked), "written": 0, "gold_template": 0, "handoff": {}, "min_support": 1.0}
     replies = []
+    texts = {t.id: t.answer for t in assistant.templates()} | assistant._passages  # what `used` ids name
     start = time.perf_counter()
     for text, gold in asked:
         reply = assistant.ask(text)
@@ -86,7 +87,6 @@ def ask_all(assistant: Assistant, asked: list[tuple[str, str]]) -> tuple[dict, l
             continue
         counts["written"] += bool(reply.get("generated"))
         counts["gold_template"] += assistant.template_intent(reply["answer_id"]) == gold
-        texts = {t.id: t.answer for t in assistant.templates()} | assistant._passages
         sources = [texts[i] for i in reply.get("used", []) if i in texts]
         vocabulary = {w for s in sources for w in tokenize(s)}
         for sentence in reply["answer"].split(". "):

@@ -265,7 +265,6 @@ class Assistant:
         if self.writer is None or reply["handoff"]:
             yield {"reply": reply}
             return
-        items = {i.id: i for i in self._templates}
         sources = [Source(reply["answer_id"], reply["answer"])]
         passages = [s["id"] for s in reply["sources"] if s["kind"] == "passage" and s["id"] in self._passages]
         sources += [Source(pid, self._passages[pid]) for pid in passages]
@@ -280,7 +279,7 @@ class Assistant:
         if written.answered:
             out.update(answer=written.text, generated=True, reason="written from " + ", ".join(written.used))
             out["used"] = written.used
-            out["answer_id"] = next((u for u in written.used if u in items), reply["answer_id"])
+            out["answer_id"] = next((u for u in written.used if u in self._intent_of), reply["answer_id"])
         else:
             why = "the sources do not answer it" if written.refused else "the written answer was not supported"
             out.update(handoff=True, answer_id=None, answer=None, generated=True, reason=why)

@@ -168,7 +168,7 @@ def choose_rule(
             n = total**2 / float((weight[answered] ** 2).sum()) if total else 0.0
             share = float(answered[~oos].mean()) if (~oos).any() else 0.0
             handoff = float((~answered[oos]).mean()) if oos.any() else None
-            rules.append((float(max_distance), round(float(min_probability), 2), precision, share, handoff, n))
+            rules.append((float(max_distance), float(min_probability), precision, share, handoff, n))
     for bound in (True, False):  # a dev set too small to show the target at `confidence`: its point estimate
         best: tuple[tuple[float, ...], Rule] | None = None
         for max_distance, min_probability, precision, share, handoff, n in rules:

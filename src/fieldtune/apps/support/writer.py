@@ -56,14 +56,12 @@ class Source:
 @dataclass
 class Written:
     """What the writer produced: the ``text`` shown (supported sentences only), whether it ``refused``,
-    ``dropped`` (an unsupported sentence ended the answer), the sources ``used`` and ``support`` (the
-    lowest share of supported words among the kept sentences)."""
+    ``dropped`` (an unsupported sentence ended the answer) and the sources ``used``."""
 
     text: str = ""
     refused: bool = False
     dropped: bool = False
     used: list[str] = field(default_factory=list)
-    support: float = 1.0
 
     @property
     def answered(self) -> bool:
@@ -178,7 +176,7 @@ def supported_share(sentence: str, vocabulary: set[str]) -> float:
 
 def is_refusal(text: str) -> bool:
     """The writer's refusal (allowing for a dropped full stop or changed case)."""
-    return text.strip().rstrip(".").lower() == REFUSAL.rstrip(".").lower() or not text.strip()
+    return text.strip().rstrip(".").lower() == REFUSAL.rstrip(".").lower()
 
 
 class Writer:
@@ -214,11 +212,9 @@ class Writer:
         kept: list[str] = []
 
         def accept(sentence: str) -> bool:
-            share = supported_share(sentence, vocabulary)
-            if share < MIN_SUPPORT:
+            if supported_share(sentence, vocabulary) < MIN_SUPPORT:
                 out.dropped = True
                 return False
-            out.support = min(out.support, share)
             kept.append(sentence)
             return True
 
@@ -258,6 +254,6 @@ def used_sources(text: str, sources: list[Source]) -> list[str]:
     words = tokenize(text)
     if not words or not sources:
         return []
-    shares = [(sum(w in set(tokenize(s.text)) for w in words) / len(words), s.id) for s in sources]
+    shares = [(supported_share(text, set(tokenize(s.text))), s.id) for s in sources]
     used = [sid for share, sid in shares if share >= 0.5]
     return used or [max(shares)[1]]
