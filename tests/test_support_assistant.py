@@ -127,6 +127,28 @@ def test_the_folder_describes_itself(built):
     assert (built[0] / meta["detector"]).is_file() and (built[0] / meta["intent_model"] / "fieldtune.json").is_file()
 
 
+def test_both_forward_passes_serve_from_onnx_with_torchs_answers(built, assistant):
+    from fieldtune.apps.support.onnx_passes import OnnxSentenceEncoder
+
+    meta = json.loads((built[0] / "support.json").read_text())
+    graphs = meta["onnx"]
+    assert (built[0] / graphs["intent"]).is_file() and (built[0] / graphs["encoder"] / "encoder.onnx").is_file()
+    assert assistant.intent.session is not None and isinstance(assistant.encoder, OnnxSentenceEncoder)
+    in_torch = Assistant(built[0], onnx=False)
+    assert in_torch.intent.session is None and not isinstance(in_torch.encoder, OnnxSentenceEncoder)
+    with (built[1]).open(encoding="utf-8", newline="") as f:
+        questions = [r["text"] for r in csv.DictReader(f)]
+    fast, slow = assistant.ask_many([(q, []) for q in questions]), in_torch.ask_many([(q, []) for q in questions])
+    decision = ("handoff", "answer_id", "intent", "reason")
+    for a, b in zip(fast, slow):
+        assert [a[k] for k in decision] == [b[k] for k in decision]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+        assert [s["id"] for s in a["sources"]] == [s["id"] for s in b["sources"]]
+    # the query embeddings match torch's, and the stored ones (embedded in torch at build)
+    probe = questions[:5]
+    assert np.allclose(assistant.retriever._encode(probe), in_torch.retriever._encode(probe), atol=1e-5)
+
+
 def test_bm25_indexes_each_template_with_its_training_questions(built, assistant):
     folder = built[0]
     expansions = json.loads((folder / json.loads((folder / "support.json").read_text())["expansions"]).read_text())

@@ -118,12 +118,17 @@ def _race(stores: list[SupportStore], handoff_id: int, action: str) -> tuple[lis
         except HandoffConflict:
             refused.append(i)
 
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    _in_threads(go, 2)
+    return won, refused
+
+
+def _in_threads(target, n: int) -> None:
+    """``target(i)`` in ``n`` threads at once; returns when all have finished."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    return won, refused
 
 
 @pytest.mark.parametrize("action", ["claim", "resolve"])
@@ -212,3 +217,49 @@ def test_the_knowledge_base_is_replaced_and_keeps_agent_answers(store):
     with pytest.raises(UserError, match="no text"):
         store.add_kb_item({"id": "y", "text": " "})
     assert [k["id"] for k in store.kb_items()] == ["t-card"]  # failed calls changed nothing
+
+
+def test_sqlite_writers_of_one_process_take_turns(tmp_path):
+    """On SQLite, ``transaction`` lets one thread of the process write at a time (no busy-handler
+    sleeps); every conversation of 8 threads writing at once is kept, and a failed transaction
+    rolls back and frees the lock."""
+    from fieldtune.store.db import transaction
+
+    store = SupportStore(f"sqlite:///{tmp_path / 'turns.db'}")
+    inside, most, guard = [0], [0], threading.Lock()
+    real_begin = store.engine.begin
+
+    def counting_begin():
+        class Counted:
+            def __enter__(self):
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                self.cm = real_begin()
+                return self.cm.__enter__()
+
+            def __exit__(self, *exc):
+                try:
+                    return self.cm.__exit__(*exc)
+                finally:
+                    with guard:
+                        inside[0] -= 1
+
+        return Counted()
+
+    store.engine.begin = counting_begin
+    sessions: list[str] = []
+
+    def talk(i: int) -> None:
+        for _ in range(10):
+            sid = store.new_session()
+            store.add_turn(sid, "user", f"question {i}")
+            store.add_turn(sid, "assistant", "answer", {"handoff": False})
+            sessions.append(sid)
+
+    _in_threads(talk, 8)
+    assert len(sessions) == 80 and all(len(store.turns(s)) == 2 for s in sessions)
+    assert most[0] == 1  # never two writers inside at once
+    with pytest.raises(RuntimeError), transaction(store.engine):
+        raise RuntimeError("boom")
+    assert store.new_session()  # the lock was released

@@ -1,5 +1,6 @@
 """Out-of-scope (OOS) detection for intent models: scores, a Mahalanobis detector, dev-chosen thresholds
-and the metrics CLINC150 reports. Plain numpy / scipy / scikit-learn on arrays, no model in sight.
+and the metrics CLINC150 reports. Plain numpy / scipy / scikit-learn on arrays, no model in sight
+(the detector's per-query products run in torch: see :meth:`MahalanobisDetector.distances`).
 
 Every score follows one convention: **higher = more out-of-scope**, and a query is rejected (answered
 "out of scope") when its score is strictly above the threshold (:func:`rejected`), so ``inf`` rejects
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.special import logsumexp
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
@@ -71,6 +73,11 @@ class MahalanobisDetector:
         self.means = np.asarray(means, dtype=np.float64)
         self.precision = np.asarray(precision, dtype=np.float64)
         self.classes = np.asarray(classes)
+        # P m and m'P m of every class, computed once: per query only x'Px and x'Pm are left (with 150
+        # classes of 1,536 features, recomputing P m took ~55 ms of a 60 ms one-question call)
+        self._p = torch.from_numpy(self.precision)
+        self._mp = self._p @ torch.from_numpy(self.means).T  # (dim, classes); P is symmetric
+        self._mpm = (torch.from_numpy(self.means) * self._mp.T).sum(1)
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray | list[Any]) -> MahalanobisDetector:
@@ -95,18 +102,21 @@ class MahalanobisDetector:
         return cls(means, lw.precision_, classes)
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """``(n, classes)`` Mahalanobis distances of each query to each class mean."""
-        x = np.asarray(embeddings, dtype=np.float64)
+        """``(n, classes)`` Mahalanobis distances of each query to each class mean.
+
+        The products run in torch (float64), not numpy: in a server the detector runs between two
+        forward passes of the intent model, and numpy's OpenBLAS threads, still spinning after a
+        product, took the cores from torch's own threads (one-question support ``ask`` 58 -> 19 ms).
+        """
+        x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float64))
+        out = torch.empty((len(x), len(self.means)), dtype=torch.float64)
         # (x - m)' P (x - m) = x'Px - 2 x'Pm + m'Pm: one matrix product per block instead of n x classes
-        mp = self.means @ self.precision
-        mpm = np.einsum("cd,cd->c", mp, self.means)
-        out = np.empty((len(x), len(self.means)))
         for start in range(0, len(x), CHUNK):
             block = x[start : start + CHUNK]
-            xpx = np.einsum("nd,nd->n", block @ self.precision, block)
-            d2 = xpx[:, None] - 2.0 * block @ mp.T + mpm[None, :]
-            out[start : start + CHUNK] = np.sqrt(np.maximum(d2, 0.0))  # rounding can dip just below 0
-        return out
+            xpx = ((block @ self._p) * block).sum(1)
+            d2 = xpx[:, None] - 2.0 * block @ self._mp + self._mpm[None, :]
+            out[start : start + CHUNK] = d2.clamp_min(0.0).sqrt()  # rounding can dip just below 0
+        return out.numpy()
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """``(n,)`` distance to the nearest class mean, higher = more out-of-scope."""

@@ -54,14 +54,18 @@ def resolve_backend(model_dir: Path, backend: str) -> tuple[str, Path | None]:
     return name, files[name]
 
 
-def open_session(path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session using all cores (``intra_op_num_threads``) by default."""
+def open_session(path: Path, threads: int | None = None, spin: bool = True) -> Any:
+    """An ONNX Runtime CPU session using all cores (``intra_op_num_threads``) by default; ``spin``
+    False stops its threads from spinning after each run (for a process that runs torch or numpy
+    between the session's runs: spinning threads would take the cores from them)."""
     # imported here: onnxruntime loads only for an exported model, not for every predictor
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from ..errors import UserError
 from ..utils.times import utc
 from . import support_models as schema
-from .db import safe_url
+from .db import safe_url, transaction
 from .models import utcnow
 from .store import Store
 from .support_models import HANDOFF_STATUSES, KB_KINDS, ROLES
@@ -75,7 +75,7 @@ class SupportStore:
     def new_session(self) -> str:
         """Start a conversation; returns its id (32 hex characters)."""
         session_id, now = uuid.uuid4().hex, utcnow()
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             conn.execute(insert(SESSIONS).values(id=session_id, created_at=now, updated_at=now))
         return session_id
 
@@ -89,7 +89,7 @@ class SupportStore:
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             _touch(conn, session_id)
             return _insert_turn(conn, session_id, role, text, reply)
 
@@ -127,7 +127,7 @@ class SupportStore:
         Raises:
             UnknownSession: No such session.
         """
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             _touch(conn, session_id)  # locks the session row: two racing calls cannot both open one
             mine = HANDOFFS.c.session_id == session_id
             pending = conn.execute(select(HANDOFFS.c.id).where(mine, HANDOFFS.c.status.in_(PENDING))).scalar()
@@ -173,7 +173,7 @@ class SupportStore:
         agent = _agent(agent)
         stmt = update(HANDOFFS).where(HANDOFFS.c.id == handoff_id, _open_or_held_by(agent))
         stmt = stmt.values(status="claimed", agent=agent, claimed_at=func.coalesce(HANDOFFS.c.claimed_at, utcnow()))
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             if conn.execute(stmt).rowcount == 0:
                 _refuse(_handoff_row(conn, handoff_id), agent)
         return self.handoff(handoff_id)
@@ -217,14 +217,14 @@ class SupportStore:
         intent = (intent or "").strip() or (template or {}).get("intent")
         # before the transaction: a model call must not hold the database's write lock
         embedding = embed(text) if embed is not None and not template_id else None
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             row = _record_resolution(conn, handoff_id, agent, intent, template_id, text, embedding)
         # after the resolution commits (the feedback table is the plain Store's, in its own transaction):
         # a crash in between leaves feedback_id NULL, which shows what is missing
         if intent and row["question"]:
             feedback = {"text": row["question"], "label": intent, "source": FEEDBACK_SOURCE}
             [feedback_id] = self.store.add_feedback([feedback])
-            with self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 conn.execute(update(HANDOFFS).where(HANDOFFS.c.id == handoff_id).values(feedback_id=feedback_id))
         return self.handoff(handoff_id)
 
@@ -248,7 +248,7 @@ class SupportStore:
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             hint = "every template and passage needs its own id"
             raise UserError(f"duplicate knowledge-base ids: {dupes[:5]}", hint=hint)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             if keep_agent:
                 conn.execute(delete(KB).where(KB.c.origin != "agent"))
                 for part in _chunks(ids):
@@ -272,7 +272,7 @@ class SupportStore:
         """Add one KB item (``origin`` defaults to ``agent``); returns it. UserError: the id exists
         already, or the row is incomplete."""
         values = _kb_values(row, str(row.get("origin") or "agent"), utcnow())
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             if conn.execute(select(KB.c.id).where(KB.c.id == values["id"])).first() is not None:
                 raise UserError(f"the knowledge base already has an item {values['id']!r}", hint="use a new id")
             conn.execute(insert(KB).values(**values))

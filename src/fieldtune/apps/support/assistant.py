@@ -38,6 +38,7 @@ from ...models.embedder import load_sentence_encoder
 from ...store.support_store import SupportStore
 from .intent import IntentModel, Rule
 from .kb import Template
+from .onnx_passes import OnnxSentenceEncoder
 from .retrieval import Hit, Retriever, encode
 from .writer import Source, Writer
 
@@ -123,9 +124,11 @@ class Assistant:
         folder: The folder ``fieldtune support build`` wrote.
         db: Database URL of the knowledge base and conversations (default: the one in support.json).
         generate: Write answers with the reply writer (the folder must have been built with ``--generate``).
+        onnx: Run the intent model and the retrieval encoder on ONNX Runtime where the build exported
+            them (:mod:`.onnx_passes`); False runs both in torch.
     """
 
-    def __init__(self, folder: str | Path, db: str | None = None, generate: bool = False) -> None:
+    def __init__(self, folder: str | Path, db: str | None = None, generate: bool = False, onnx: bool = True) -> None:
         self.folder = Path(folder)
         info = self.folder / SUPPORT_FILE
         if not info.is_file():
@@ -138,10 +141,14 @@ class Assistant:
         rule["max_distance"] = float("inf") if rule["max_distance"] is None else rule["max_distance"]
         self.rule = Rule(**rule)
         detector = MahalanobisDetector.load(self.folder / self.meta["detector"])
-        self.intent = IntentModel(self._path(self.meta["intent_model"]), detector)
+        graphs = {k: self._path(v) for k, v in (self.meta.get("onnx") or {}).items() if v and onnx}
+        self.intent = IntentModel(self._path(self.meta["intent_model"]), detector, onnx=graphs.get("intent"))
         self.store = SupportStore(db or self.meta["db"].replace("{folder}", str(self.folder.resolve())))
         encoder = self.meta["encoder"]
-        self.encoder = load_sentence_encoder(str(self._path(encoder)) if encoder != "minilm" else encoder)
+        if "encoder" in graphs:
+            self.encoder: Any = OnnxSentenceEncoder(graphs["encoder"])
+        else:
+            self.encoder = load_sentence_encoder(str(self._path(encoder)) if encoder != "minilm" else encoder)
         self.writer = self._writer() if generate else None
         self.reload_kb()
 

@@ -5,10 +5,13 @@
 2. Dev: the ``--dev`` file, else 10% of the in-scope questions (stratified, seeded) and half of the
    ``oos`` ones. In-scope training questions train the intent model (``fieldtune.train``, any method;
    calibrated on dev) unless ``intent_model`` names a trained one.
-3. Fit the out-of-scope detector on the training questions; choose the answer rule on dev
-   (:func:`~.intent.choose_rule`: answered precision >= 0.97 at 90% confidence, out-of-scope handoff
-   >= 0.80).
-4. Retrieval encoder: ``minilm``, or fine-tuned on (question → its intent's template) pairs.
+3. Fit the out-of-scope detector on the in-scope training questions; choose the answer rule on dev
+   and every ``oos`` question of either file (none trains the model or the detector; the writer of
+   step 6 is not part of the rule) (:func:`~.intent.choose_rule`: answered precision >= 0.97 at 90%
+   confidence, out-of-scope handoff >= 0.80).
+4. Retrieval encoder: ``minilm``, or fine-tuned on (question → its intent's template) pairs. Both the
+   intent model and the retrieval encoder are exported to ONNX (:mod:`.onnx_passes`; checked against
+   torch on dev) and served from there: the rule of step 3 is chosen on the ONNX intent model.
 5. Store the knowledge base with its embeddings in the assistant's database; each template's training
    questions go to ``expansions.json`` (BM25 indexes them with the template); write ``support.json``.
 6. With ``generate``: tune the reply writer (:mod:`.writer`) on the training questions.
@@ -22,6 +25,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -34,6 +38,7 @@ from ...data.readers import read_examples
 from ...data.splits import stratified_split
 from ...errors import UserError
 from ...models.embedder import load_sentence_encoder
+from ...predict.onnx_runtime import open_session
 from ...recipes import train
 from ...store.support_store import SupportStore
 from ...utils.atomic import staged_dir
@@ -41,12 +46,14 @@ from .assistant import FORMAT, SUPPORT_FILE
 from .biencoder import fine_tune
 from .intent import OOS, IntentModel, Rule, choose_rule
 from .kb import Template, kb_texts, load_docs, load_templates
+from .onnx_passes import MAX_DIFF, export_encoder, export_intent
 from .retrieval import encode
 from .writer import train_writer, writer_examples
 
 Log = Callable[[str], None]
 DETECTOR_FILE = "detector.npz"
 EXPANSIONS_FILE = "expansions.json"
+PARITY_TEXTS = 256  # dev questions each ONNX graph is compared with torch on
 
 
 def read_questions(path: Path) -> list[TextExample]:
@@ -105,10 +112,13 @@ def build_assistant(
     output = Path(output)
     with staged_dir(output) as tmp:
         model_dir = intent_model or _train_intents(tmp, train_in, dev_in, train_config, seed, log)
-        rule = _answer_rule(
-            IntentModel(Path(model_dir)), tmp, train_in, dev_rows, target_precision, target_oos_handoff, log
-        )
+        intents = IntentModel(Path(model_dir))
+        onnx = {"intent": _onnx_intent(intents, tmp, [q.text for q in dev_rows], log)}
+        # out-of-scope questions train nothing the rule depends on: all of them (both files') test the rule
+        rule_rows = dev_rows + [q for q in train_rows if q.labels[0] == OOS]
+        rule = _answer_rule(intents, tmp, train_in, rule_rows, target_precision, target_oos_handoff, log)
         encoder_name = _retrieval_encoder(tmp, templates, train_in, fine_tune_retriever, seed, log)
+        onnx["encoder"] = _onnx_encoder(tmp, encoder_name, [q.text for q in dev_rows], log)
         # SQLite: the file is made in the staged folder and moves with it
         _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
         _write_expansions(tmp / EXPANSIONS_FILE, templates, train_in)
@@ -120,6 +130,7 @@ def build_assistant(
             "detector": DETECTOR_FILE,
             "rule": _rule_json(rule),
             "encoder": encoder_name,
+            "onnx": onnx,
             "expansions": EXPANSIONS_FILE,
             "writer": writer,
             "db": db or "sqlite:///{folder}/support.db",
@@ -159,13 +170,42 @@ def _answer_rule(
     understood = intents.understand([q.text for q in dev_rows])
     rule = choose_rule(understood, [q.labels[0] for q in dev_rows], target_precision, target_oos_handoff)
     log(
-        f"answer rule (dev, {len(dev_rows)} questions): distance <= {rule.max_distance:.2f}, confidence >= "
+        f"answer rule ({len(dev_rows)} questions: dev and every out-of-scope one): "
+        f"distance <= {rule.max_distance:.2f}, confidence >= "
         f"{rule.min_confidence}: precision {rule.dev_precision:.3f} (90% lower bound {rule.dev_precision_low:.3f}), "
         f"answers {rule.dev_answered:.3f} of in-scope"
         + (f", hands off {rule.dev_oos_handoff:.3f} of out-of-scope" if rule.dev_oos_handoff is not None else "")
         + ("" if rule.met else " (targets not reachable on dev: the most precise rule is kept)")
     )
     return rule
+
+
+def _onnx_intent(intents: IntentModel, folder: Path, texts: list[str], log: Log) -> str | None:
+    """Export the intent model to ONNX (:mod:`.onnx_passes`) and serve it from there — the answer rule
+    is then chosen on the very outputs the assistant computes — unless it differs from torch on up to
+    256 dev questions (None: torch serves)."""
+    path, diff = export_intent(intents, folder, texts[:PARITY_TEXTS])
+    if diff > MAX_DIFF:
+        log(f"note: the intent model's ONNX graph differs from torch by {diff:.1e}: it is served with torch")
+        path.unlink()
+        return None
+    intents.session = open_session(path, spin=False)
+    return str(path.relative_to(folder))
+
+
+def _onnx_encoder(folder: Path, encoder_name: str, texts: list[str], log: Log) -> str | None:
+    """Export the retrieval encoder to ONNX; None (torch serves) for another pooling or a graph that
+    differs from torch on up to 256 dev questions."""
+    encoder = load_sentence_encoder(str(folder / encoder_name) if encoder_name != "minilm" else encoder_name)
+    exported = export_encoder(encoder, folder, texts[:PARITY_TEXTS])
+    if exported is None:
+        return None
+    path, diff = exported
+    if diff > MAX_DIFF:
+        log(f"note: the retrieval encoder's ONNX graph differs from torch by {diff:.1e}: it is served with torch")
+        shutil.rmtree(path)
+        return None
+    return str(path.relative_to(folder))
 
 
 def _rule_json(rule: Rule) -> dict[str, Any]:

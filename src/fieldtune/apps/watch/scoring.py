@@ -19,7 +19,6 @@ applied by the predictor); an item's ``sentiment`` is the argmax of its aggregat
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from ...errors import UserError
 from ...fewshot.head import embed
 from ...models.embedder import load_sentence_encoder
 from ...predict import load
+from ...predict.onnx_embedder import MeanPooled, OnnxEmbedder, export_graph
 from ...predict.onnx_runtime import open_session
 from ...utils.atomic import staged_dir
 from ...zoo import cache_dir, resolve
@@ -219,7 +219,7 @@ class Scorer:
         return [e for e, _ in linked], [o for _, o in linked]
 
 
-class Int8Encoder:
+class Int8Encoder(OnnxEmbedder):
     """``minilm`` as an int8 ONNX graph with mean pooling and L2 normalisation inside, behind the part of
     ``SentenceTransformer``'s surface that :func:`~fieldtune.fewshot.head.embed` uses.
 
@@ -236,7 +236,7 @@ class Int8Encoder:
     """
 
     def __init__(self, session: Any, tokenizer: Any) -> None:
-        self.session, self.tokenizer = session, tokenizer
+        super().__init__(session, tokenizer, ENCODER_MAX_LENGTH)
 
     @classmethod
     def load(cls, version: str, folder: Path | None = None, threads: int | None = None) -> Int8Encoder:
@@ -248,34 +248,6 @@ class Int8Encoder:
         tokenizer = transformers.AutoTokenizer.from_pretrained(resolve(ENCODER), local_files_only=True)
         return cls(open_session(target / "model.int8.onnx", threads), tokenizer)
 
-    def get_sentence_embedding_dimension(self) -> int:
-        return int(self.session.get_outputs()[0].shape[-1])
-
-    def encode(self, texts: list[str], batch_size: int = 32, **_: Any) -> np.ndarray:
-        """``(texts, dim)`` unit-norm float32 embeddings, batched by length (less padding)."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), self.get_sentence_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=ENCODER_MAX_LENGTH)
-            feed = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask")}
-            out[idx] = self.session.run(["embedding"], feed)[0]
-        return out
-
-
-class _Pooled(torch.nn.Module):
-    """``(input_ids, attention_mask) -> `` mean-pooled, L2-normalised embeddings (as sentence-transformers)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, s, d)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)  # (b, d)
-        return torch.nn.functional.normalize(pooled, dim=-1)
-
 
 def _export_int8(source: str, folder: Path) -> None:
     """Trace the encoder to ONNX (dynamic batch and length) and quantise its MatMuls to int8 per channel."""
@@ -284,19 +256,7 @@ def _export_int8(source: str, folder: Path) -> None:
 
     model = transformers.AutoModel.from_pretrained(source, local_files_only=True, attn_implementation="eager").eval()
     dummy = torch.ones((2, 8), dtype=torch.int64)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    with warnings.catch_warnings(), torch.no_grad():  # tracer notes; the class docstring gives the parity
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _Pooled(model),
-            (dummy, dummy),
-            str(folder / "model.onnx"),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={**axes, "embedding": {0: "batch"}},
-        )
+    export_graph(MeanPooled(model), (dummy, dummy), ["embedding"], folder / "model.onnx")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser warns on the root logger ("pre-process first")
