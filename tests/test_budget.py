@@ -19,13 +19,13 @@ SAMPLES = Path(fieldtune.__file__).parent / "samples"
 INTENTS = ("card_arrival", "exchange_rate", "pin_blocked", "age_limit", "lost_or_stolen_card", "verify_my_identity")
 
 
-def test_small_data_gets_enough_steps_large_data_the_old_three_epochs():
-    small = plan_budget(TrainConfig(), 400, "encoder")
-    assert (small.batch_size, small.epochs, small.total_steps, small.min_steps) == (16, 8, 200, 200)
+def test_small_data_gets_enough_steps_large_data_three_epochs_then_on_while_improving():
+    small = plan_budget(TrainConfig(), 400, "encoder")  # plan: 8 epochs of 25 steps; horizon 3x the plan
+    assert (small.batch_size, small.epochs, small.total_steps, small.min_steps) == (16, 24, 600, 200)
     assert small.automatic and small.eval_every is None and small.max_seconds == 3600 and small.patience == 3
     assert small.lr == 1e-4 and any("lr 0.0001: method full" in w for w in small.why)
     large = plan_budget(TrainConfig(), 14_000, "encoder")
-    assert (large.batch_size, large.epochs, large.total_steps) == (32, 3, 3 * 438)
+    assert (large.batch_size, large.epochs, large.total_steps) == (32, 9, 9 * 438)  # plan: 3 epochs
     assert plan_budget(TrainConfig(), LARGE_DATA - 1, "encoder").batch_size == 16
 
 
@@ -62,7 +62,7 @@ def test_many_labels_get_more_steps():
         plan_budget(TrainConfig(), 385, "encoder", n_labels=3),
         plan_budget(TrainConfig(), 385, "encoder", n_labels=77),
     )
-    assert few.total_steps == 200 and many.min_steps == 770 and many.total_steps == 31 * 25
+    assert few.min_steps == 200 and many.min_steps == 770 and many.total_steps == 40 * 25  # 31 planned, cap 40
     assert any("10 per label, 77 labels" in w for w in many.why)
     assert plan_budget(TrainConfig(epochs=2), 385, "encoder", n_labels=77).total_steps == 50  # explicit wins
 

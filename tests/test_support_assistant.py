@@ -232,3 +232,18 @@ def test_micro_batched_asks_answer_as_one_by_one(assistant):
     assert batched.templates() == assistant.templates()  # everything else passes through
     with pytest.raises(UserError, match="empty"):
         batched.ask("")
+
+
+def test_cli_build_passes_the_intent_base_and_the_writer_model(monkeypatch, tmp_path):
+    import fieldtune.apps.support.build as build_module
+
+    seen = {}
+    monkeypatch.setattr(build_module, "build_assistant", lambda *a, **k: seen.update(args=a, kwargs=k))
+    files = ["--kb", str(tmp_path / "kb.csv"), "--questions", str(tmp_path / "q.csv"), "--output", str(tmp_path / "a")]
+    result = CliRunner().invoke(
+        app, ["support", "build", *files, "--model", "multilingual", "--generate", "--writer-model", "gemma3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["args"][6] == {"model": "multilingual"} and seen["kwargs"]["writer_model"] == "gemma3"
+    CliRunner().invoke(app, ["support", "build", *files])
+    assert seen["args"][6] is None and seen["kwargs"]["writer_model"] == "smollm2"  # the defaults

@@ -64,6 +64,35 @@ def test_early_stopping_restores_the_best_weights(tiny_model):
     assert not torch.equal(seen[1], seen[3])
 
 
+def _scripted_run(model, curve: list[float], min_steps: int) -> tuple[object, int]:
+    """An automatic-budget run over 16 examples in batches of 4 (4 steps an epoch) whose dev scores are
+    ``curve`` (then flat at its last value); returns its state and the evaluations made."""
+    feats = [{"input_ids": [101, 2000 + i, 102], "labels": i % 3, "example": i} for i in range(16)]
+    scores, made = iter(curve), [0]
+
+    def evaluate(_):
+        made[0] += 1
+        return {"accuracy": next(scores, curve[-1])}
+
+    cfg = TrainConfig(batch_size=4, min_steps=min_steps, checkpoint=False, lr=1e-4)
+    budget = plan_budget(cfg, len(feats), "encoder")
+    loss = get_task("classification").loss
+    loop = Loop(
+        model, feats, evaluate, cfg, "accuracy", Accelerator(cpu=True), 0, progress=False, loss=loss, budget=budget
+    )
+    return loop.run(), made[0], budget
+
+
+def test_the_automatic_budget_runs_past_its_plan_while_dev_improves(tiny_model):
+    # plan: 12 steps = 3 epochs; horizon 3x = 9 epochs. Improving every epoch: all 9 run, the last is best
+    state, evals, budget = _scripted_run(tiny_model(), [0.1 * k for k in range(1, 10)], min_steps=12)
+    assert (budget.epochs, budget.total_steps, budget.min_steps) == (9, 36, 12)
+    assert evals == 9 and state.step == 36 and state.best_epoch == 9.0 and not state.stopped_early
+    # converged after the plan: best at epoch 3, three flat evaluations, stop at epoch 6
+    state, evals, _ = _scripted_run(tiny_model(), [0.2, 0.4, 0.6], min_steps=12)
+    assert state.stopped_early and evals == 6 and state.best_epoch == 3.0 and state.step == 24
+
+
 TOTAL, EMBEDDINGS, LAYER = 22_714_371, 11_918_592, 1_774_464  # MiniLM-L6 + a 3-label head (384 * 3 + 3)
 
 

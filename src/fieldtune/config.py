@@ -64,9 +64,9 @@ class TrainConfig(_Strict):
         None,
         ge=1,
         description="Passes over the training data; also the learning-rate schedule's length. Null: the automatic "
-        "budget — enough epochs for train.min_steps optimizer steps (at least 3, at most train.max_epochs), ended "
-        "by early stopping, within train.max_minutes. Set: exactly this many (no early stopping unless "
-        "train.patience is set).",
+        "budget — a plan of enough epochs for train.min_steps optimizer steps (at least 3), continued while dev "
+        "improves up to 3x the plan (at most train.max_epochs), ended by early stopping, within "
+        "train.max_minutes. Set: exactly this many (no early stopping unless train.patience is set).",
     )
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps (the schedule's length when set)."

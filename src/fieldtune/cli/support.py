@@ -26,20 +26,26 @@ def build(
     docs: Path | None = typer.Option(None, "--docs", help="folder of .md/.txt documents to retrieve passages from"),
     intent_model: Path | None = typer.Option(None, "--intent-model", help="use this trained intent model"),
     method: str | None = typer.Option(None, "--method", help="how to train the intent model (full, lora, setfit ...)"),
+    model: str | None = typer.Option(
+        None, "--model", help="the intent model's base (default minilm; multilingual for Chinese)"
+    ),
     fine_tune_retriever: bool = typer.Option(False, "--fine-tune-retriever", help="fine-tune the retrieval encoder"),
     db: str | None = typer.Option(None, "--db", help="database URL (default: SQLite in the folder)"),
     target_precision: float = typer.Option(0.97, "--target-precision", help="answered precision to keep on dev"),
     generate: bool = typer.Option(
         False, "--generate", help="also tune the reply writer (smollm2 + LoRA) for grounded, written answers"
     ),
+    writer_model: str = typer.Option(
+        "smollm2", "--writer-model", help="the decoder the reply writer tunes (gemma3 for Chinese, or a folder)"
+    ),
 ) -> None:
     """Train (or take) the intent model, fit out-of-scope detection and the answer rule, index the knowledge base."""
     from ..apps.support.build import build_assistant
 
-    extra = {"method": method} if method else None
+    extra = {k: v for k, v in (("method", method), ("model", model)) if v} or None
     build_assistant(
         kb, questions, output, dev, docs, intent_model, extra, fine_tune_retriever, db, target_precision,
-        log=lambda line: err.print(line, highlight=False), generate=generate,
+        log=lambda line: err.print(line, highlight=False), generate=generate, writer_model=writer_model,
     )  # fmt: skip
 
 

@@ -5,10 +5,15 @@ Explicit settings mean exactly what they say. Left null (the default), they are 
 - **learning rate**: the method's default for the model kind (``MethodSpec.lr``: adapters and probes train
   few parameters and need larger steps than a whole model);
 - **batch size**: 16 for an encoder (32 from ``LARGE_DATA`` examples on), 8 for a decoder;
-- **epochs**: enough for ``train.min_steps`` optimizer steps (``STEPS_PER_LABEL`` per label when that is
-  more: 770 for 77 intents), at least ``MIN_EPOCHS`` and at most
-  ``train.max_epochs``. 400 sentences in batches of 32 are 13 steps an epoch: the old fixed 3 epochs
-  were 39 steps and an underfit model; 14,000 sentences are 440 steps an epoch and 3 epochs are plenty;
+- **epochs**: the plan is enough for ``train.min_steps`` optimizer steps (``STEPS_PER_LABEL`` per label
+  when that is more: 770 for 77 intents), at least ``MIN_EPOCHS``; the run may go on to ``EXTEND`` times
+  the plan (at most ``train.max_epochs``) while dev keeps improving — early stopping ends it, and the
+  learning-rate schedule spans that whole horizon. 400 sentences in batches of 32 are 13 steps an
+  epoch: the old fixed 3 epochs were 39 steps and an underfit model. A stop at the plan was still too
+  early wherever the data was large or its labels sparse: BANKING77's 10,003 questions (3 epochs: test
+  accuracy 0.852, dev still rising; 8 epochs: 0.924), Resume NER (dev still rising after 3), Weibo NER
+  (3 epochs: not one entity predicted), multi-label with 10 texts per label (0.740 at the plan, 0.815
+  with 1.5x the steps);
 - **evaluation**: once per epoch, at most ``MAX_EVALS`` times in a run (tiny data: every few epochs);
 - **stopping**: early stopping after ``train.patience`` (3) evaluations without improvement, never before
   ``min_steps``; a wall-time cap (``train.max_minutes``, 60 for the automatic budget). An explicit
@@ -29,6 +34,7 @@ from ..methods import get_method
 # (bench/defaults.py); the head of a many-class task needs updates per class, not a fixed count
 STEPS_PER_LABEL = 10
 MIN_EPOCHS = 3  # large data: the automatic budget never plans fewer passes than the old default
+EXTEND = 3  # the automatic budget's horizon: this many times the planned epochs, while dev improves
 MAX_EVALS = 25  # evaluations per run at most when train.eval_every is null
 LARGE_DATA = 5_000  # encoder batch 32 from here on: steps enough at either size, fewer of them is faster
 AUTO_MAX_MINUTES = 60.0
@@ -78,11 +84,13 @@ def plan_budget(t: TrainConfig, n_examples: int, kind: str, method: str = "full"
     automatic = t.epochs is None and t.max_steps is None
     floor = max(t.min_steps, STEPS_PER_LABEL * n_labels)
     if automatic:
-        epochs = min(t.max_epochs, max(MIN_EPOCHS, math.ceil(floor / per_epoch)))
+        planned = min(t.max_epochs, max(MIN_EPOCHS, math.ceil(floor / per_epoch)))
+        epochs = min(t.max_epochs, EXTEND * planned)
         reason = "train.min_steps" if floor == t.min_steps else f"{STEPS_PER_LABEL} per label, {n_labels} labels"
         why.append(
-            f"{epochs} epochs at most: {per_epoch} steps per epoch, at least {floor} steps ({reason}) and "
-            f"{MIN_EPOCHS} epochs, at most {t.max_epochs} (train.max_epochs); early stopping ends sooner"
+            f"{epochs} epochs at most: {per_epoch} steps per epoch; planned {planned} epochs (at least {floor} "
+            f"steps ({reason}) and {MIN_EPOCHS} epochs), then on while dev improves, up to {EXTEND}x the plan "
+            f"and at most {t.max_epochs} (train.max_epochs); early stopping ends sooner"
         )
         total = epochs * per_epoch
     else:

@@ -85,6 +85,7 @@ def build_assistant(
     seed: int = 13,
     log: Log = print,
     generate: bool = False,
+    writer_model: str = "smollm2",
 ) -> Path:
     """Build an assistant folder (see the module docstring); returns its path.
 
@@ -103,6 +104,7 @@ def build_assistant(
         seed: Seed of the dev split and of training.
         log: Where progress lines go.
         generate: Also tune the grounded reply writer (``fieldtune support ask --generate``).
+        writer_model: The decoder the writer tunes (``smollm2``; ``gemma3`` for Chinese, or a local folder).
     """
     start = time.perf_counter()
     templates, passages = load_templates(kb), (load_docs(docs) if docs else [])
@@ -122,7 +124,7 @@ def build_assistant(
         # SQLite: the file is made in the staged folder and moves with it
         _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
         _write_expansions(tmp / EXPANSIONS_FILE, templates, train_in)
-        writer = _reply_writer(tmp, train_rows, templates, seed, log) if generate else None
+        writer = _reply_writer(tmp, train_rows, templates, seed, log, writer_model) if generate else None
         meta = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -264,7 +266,7 @@ def _train_intents(
 
 
 def _reply_writer(
-    folder: Path, questions: list[TextExample], templates: list[Template], seed: int, log: Log
+    folder: Path, questions: list[TextExample], templates: list[Template], seed: int, log: Log, model: str
 ) -> dict[str, Any]:
     """Tune the writer (:func:`~.writer.train_writer`) and return what support.json records of it: its
     folder and the longest answer it may write (the longest template's tokens, plus a quarter)."""
@@ -273,7 +275,7 @@ def _reply_writer(
     examples = writer_examples(questions, templates, seed)
     if not examples:
         raise UserError("--generate: no labelled question has an intent with a template to learn replies from")
-    model_dir = Path(train_writer(folder, examples, seed, log=log))
+    model_dir = Path(train_writer(folder, examples, seed, model=model, log=log))
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     longest = max(len(tokenizer(t.answer)["input_ids"]) for t in templates)
     return {"model": str(model_dir.relative_to(folder)), "max_new_tokens": min(512, longest + longest // 4 + 8)}
