@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..errors import UserError
 DB_URL_ENV = "FIELDTUNE_DB_URL"
 DEFAULT_URL = "sqlite:///runs/fieldtune.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
-_WRITERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> this process's SQLite write lock
+_WRITERS: dict[str, threading.RLock] = {}  # SQLite database -> this process's write lock (every engine on it)
 _WRITERS_GUARD = threading.Lock()
 
 
@@ -67,22 +66,28 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()``; on SQLite, one writing thread of this process at a time.
+def write_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, one writing thread of this process at a time (a no-op on PostgreSQL).
 
     SQLite has one write lock per database; threads that find it taken wait in SQLite's busy handler,
     which sleeps 1, 2, 5 ... 100 ms between tries. Eight server threads logging conversations at once
     spent up to 0.4 s there (5% of three-write exchanges over 30 ms, none alone); a Python lock wakes
-    the next writer as soon as the last commits. Other processes still wait in the busy handler, and
-    PostgreSQL needs neither.
+    the next writer as soon as the last commits. The lock is per database file, shared by every engine
+    (store object) on it, and re-entrant. Other processes still wait in the busy handler.
     """
     if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
+        yield
         return
     with _WRITERS_GUARD:
-        lock = _WRITERS.setdefault(engine, threading.Lock())
-    with lock, engine.begin() as conn:
+        lock = _WRITERS.setdefault(str(engine.url.database), threading.RLock())
+    with lock:
+        yield
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` under :func:`write_lock`."""
+    with write_lock(engine), engine.begin() as conn:
         yield conn
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
 from ..utils.hashing import text_sha256
-from .db import database_url, make_engine, migrate, safe_url
+from .db import database_url, make_engine, migrate, safe_url, write_lock
 from .models import STAGES, Decision, Feedback, ModelVersion, Prediction, utcnow
 
 
@@ -41,7 +41,7 @@ class Store:
     def log_predictions(self, rows: list[dict[str, Any]]) -> None:
         """Insert prediction rows (dicts with the :class:`Prediction` columns) in one transaction."""
         if rows:
-            with self.session() as s, s.begin():
+            with write_lock(self.engine), self.session() as s, s.begin():
                 s.execute(insert(Prediction), rows)
 
     def prediction(self, prediction_id: str) -> Prediction | None:
@@ -79,7 +79,7 @@ class Store:
         """Insert corrections in one transaction (all or none); returns their ids."""
         now = utcnow()
         ids = []
-        with self.session() as s, s.begin():
+        with write_lock(self.engine), self.session() as s, s.begin():
             for row in rows:
                 item = Feedback(
                     prediction_id=row.get("prediction_id"),
@@ -103,7 +103,7 @@ class Store:
 
     def assign_splits(self, splits: dict[int, str]) -> None:
         """Freeze the train/holdout split of feedback rows that have none yet."""
-        with self.session() as s, s.begin():
+        with write_lock(self.engine), self.session() as s, s.begin():
             for fid, split in splits.items():
                 s.execute(update(Feedback).where(Feedback.id == fid, Feedback.split.is_(None)).values(split=split))
 
@@ -138,7 +138,7 @@ class Store:
         """Add a model version (stage ``challenger`` unless given); (row, created). Registering the
         same version again returns the existing row unchanged."""
         now = utcnow()
-        with self.session() as s, s.begin():
+        with write_lock(self.engine), self.session() as s, s.begin():
             existing = s.get(ModelVersion, row["version"])
             if existing is not None:
                 return existing, False
@@ -154,7 +154,7 @@ class Store:
         """Make ``version`` the champion and archive the previous one, in one transaction.
         Returns the previous champion's version ('' if there was none)."""
         now = utcnow()
-        with self.session() as s, s.begin():
+        with write_lock(self.engine), self.session() as s, s.begin():
             target = s.get(ModelVersion, version, with_for_update=True)
             if target is None:
                 raise UserError(f"no model version {version!r} in the registry", hint="see `fieldtune registry list`")
@@ -172,7 +172,7 @@ class Store:
     def set_stage(self, version: str, stage: str, action: str, reason: str, details: dict[str, Any]) -> None:
         """Move a non-champion to ``stage`` (e.g. a losing challenger to ``rejected``) and log why."""
         assert stage in STAGES and stage != "champion"
-        with self.session() as s, s.begin():
+        with write_lock(self.engine), self.session() as s, s.begin():
             target = s.get(ModelVersion, version, with_for_update=True)
             if target is None:
                 raise UserError(f"no model version {version!r} in the registry")
