@@ -102,6 +102,9 @@ def test_converted_copy_carries_the_terms_and_gemmas_chat_template(lm):
     feature = encode_turn(tok, messages, "Hi there!")
     learned = [label for label in feature["labels"] if label != IGNORE]
     assert tok.decode(learned) == "Hi there!<end_of_turn>"  # the answer and the end of the turn, nothing else
+    # an answer to generate ends with <eos>: the base model predicts it, never the untrained <end_of_turn>
+    generated = [t for t in encode_turn(tok, messages, "Hi there!", generation=True)["labels"] if t != IGNORE]
+    assert tok.decode(generated) == "Hi there!<eos>" and generated[-1] in lm.model.generation_config.eos_token_id
     assert tok.convert_tokens_to_ids("<end_of_turn>") in lm.model.generation_config.eos_token_id
 
 
@@ -174,5 +177,7 @@ def test_instruction_tuning_learns_in_a_few_steps(tmp_path):
     result = train(config)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 4 and metrics["test"]["rouge_l"] > 0.3
-    answer, _, usage = Predictor.load(result.output_dir).chat([{"role": "user", "content": "Spell cat backwards."}])
-    assert answer.startswith("tac") and usage["completion_tokens"] <= 6
+    ask = [{"role": "user", "content": "Spell cat backwards."}]
+    answer, reason, usage = Predictor.load(result.output_dir).chat(ask)
+    # it stops by itself: the answer is trained to end with <eos> (the untrained <end_of_turn> never came)
+    assert answer == "tac" and reason == "stop" and usage["completion_tokens"] <= 6

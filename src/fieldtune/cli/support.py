@@ -36,7 +36,7 @@ def build(
         False, "--generate", help="also tune the reply writer (smollm2 + LoRA) for grounded, written answers"
     ),
     writer_model: str = typer.Option(
-        "smollm2", "--writer-model", help="the decoder the reply writer tunes (an alias or a local folder)"
+        "smollm2", "--writer-model", help="the decoder the reply writer tunes (gemma3 for Chinese, or a folder)"
     ),
 ) -> None:
     """Train (or take) the intent model, fit out-of-scope detection and the answer rule, index the knowledge base."""

@@ -14,6 +14,10 @@ from typing import Any
 
 IGNORE = -100
 Message = dict[str, str]
+# A chat template carrying this comment ends a *generated* answer with the tokenizer's EOS instead of
+# its end-of-turn token (fieldtune's Gemma template for the base gemma3: that model never learned to
+# predict <end_of_turn>; see models/causal_lm.py). Label scoring keeps the template's own end token.
+EOS_ENDS_ANSWERS = "{# fieldtune: generated answers end with eos #}"
 
 
 def render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool) -> str:
@@ -30,7 +34,7 @@ def prompt_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
 
 
 def encode_turn(
-    tokenizer: Any, messages: list[Message], response: str, max_length: int | None = None
+    tokenizer: Any, messages: list[Message], response: str, max_length: int | None = None, generation: bool = False
 ) -> dict[str, Any]:
     """A training feature: ``messages`` + the assistant ``response`` (and the template's end-of-turn
     tokens), loss on the response part only.
@@ -38,6 +42,9 @@ def encode_turn(
     The full conversation is rendered by the template and must start with the rendered prompt (true
     of every chat template we know); the response's ids are what follows. Too long: the prompt is
     cut from the left (the response and the end of the prompt matter most).
+
+    ``generation``: an answer to be generated (a causal-LM task), which must end where generation
+    stops: with a template marked :data:`EOS_ENDS_ANSWERS`, the tokenizer's EOS ends it.
 
     Returns:
         ``{"input_ids", "labels", "prompt_len"}`` with ``labels`` shifted: ``labels[i]`` is the
@@ -50,6 +57,8 @@ def encode_turn(
         full = prompt + _ids(tokenizer, response, special=False) + [tokenizer.eos_token_id]
     answer = full[len(prompt) :]
     answer = _trim_trailing_whitespace(tokenizer, answer)
+    if generation and EOS_ENDS_ANSWERS in (getattr(tokenizer, "chat_template", None) or ""):
+        answer = answer[:-1] + [tokenizer.eos_token_id]  # the end-of-turn token, replaced
     if max_length is not None and len(prompt) + len(answer) > max_length:
         keep = max(1, max_length - len(answer))
         prompt = prompt[-keep:]

@@ -52,7 +52,8 @@ class CausalLM(Task):
 
     def encode(self, examples, tokenizer, label2id, max_length):
         return [
-            {**encode_turn(tokenizer, ex.chat, ex.response, max_length), "example": i} for i, ex in enumerate(examples)
+            {**encode_turn(tokenizer, ex.chat, ex.response, max_length, generation=True), "example": i}
+            for i, ex in enumerate(examples)
         ]
 
     def decode(self, examples, features, logits, id2label, state):

@@ -104,8 +104,7 @@ def build_assistant(
         seed: Seed of the dev split and of training.
         log: Where progress lines go.
         generate: Also tune the grounded reply writer (``fieldtune support ask --generate``).
-        writer_model: The decoder the writer tunes (``smollm2``, another alias or a local folder; gemma3
-            does not learn to stop yet: README, grounded generation).
+        writer_model: The decoder the writer tunes (``smollm2``; ``gemma3`` for Chinese, or a local folder).
     """
     start = time.perf_counter()
     templates, passages = load_templates(kb), (load_docs(docs) if docs else [])
