@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -37,11 +38,17 @@ class Store:
     def session(self) -> Session:
         return self._session()
 
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in a write transaction (committed on leaving), under the SQLite write lock."""
+        with write_lock(self.engine), self.session() as s, s.begin():
+            yield s
+
     # --- predictions -------------------------------------------------------------------------
     def log_predictions(self, rows: list[dict[str, Any]]) -> None:
         """Insert prediction rows (dicts with the :class:`Prediction` columns) in one transaction."""
         if rows:
-            with write_lock(self.engine), self.session() as s, s.begin():
+            with self.writing() as s:
                 s.execute(insert(Prediction), rows)
 
     def prediction(self, prediction_id: str) -> Prediction | None:
@@ -79,7 +86,7 @@ class Store:
         """Insert corrections in one transaction (all or none); returns their ids."""
         now = utcnow()
         ids = []
-        with write_lock(self.engine), self.session() as s, s.begin():
+        with self.writing() as s:
             for row in rows:
                 item = Feedback(
                     prediction_id=row.get("prediction_id"),
@@ -103,7 +110,7 @@ class Store:
 
     def assign_splits(self, splits: dict[int, str]) -> None:
         """Freeze the train/holdout split of feedback rows that have none yet."""
-        with write_lock(self.engine), self.session() as s, s.begin():
+        with self.writing() as s:
             for fid, split in splits.items():
                 s.execute(update(Feedback).where(Feedback.id == fid, Feedback.split.is_(None)).values(split=split))
 
@@ -138,7 +145,7 @@ class Store:
         """Add a model version (stage ``challenger`` unless given); (row, created). Registering the
         same version again returns the existing row unchanged."""
         now = utcnow()
-        with write_lock(self.engine), self.session() as s, s.begin():
+        with self.writing() as s:
             existing = s.get(ModelVersion, row["version"])
             if existing is not None:
                 return existing, False
@@ -154,7 +161,7 @@ class Store:
         """Make ``version`` the champion and archive the previous one, in one transaction.
         Returns the previous champion's version ('' if there was none)."""
         now = utcnow()
-        with write_lock(self.engine), self.session() as s, s.begin():
+        with self.writing() as s:
             target = s.get(ModelVersion, version, with_for_update=True)
             if target is None:
                 raise UserError(f"no model version {version!r} in the registry", hint="see `fieldtune registry list`")
@@ -172,7 +179,7 @@ class Store:
     def set_stage(self, version: str, stage: str, action: str, reason: str, details: dict[str, Any]) -> None:
         """Move a non-champion to ``stage`` (e.g. a losing challenger to ``rejected``) and log why."""
         assert stage in STAGES and stage != "champion"
-        with write_lock(self.engine), self.session() as s, s.begin():
+        with self.writing() as s:
             target = s.get(ModelVersion, version, with_for_update=True)
             if target is None:
                 raise UserError(f"no model version {version!r} in the registry")

@@ -38,7 +38,6 @@ from ...data.readers import read_examples
 from ...data.splits import stratified_split
 from ...errors import UserError
 from ...models.embedder import load_sentence_encoder
-from ...predict.onnx_runtime import open_session
 from ...recipes import train
 from ...store.support_store import SupportStore
 from ...utils.atomic import staged_dir
@@ -120,9 +119,10 @@ def build_assistant(
         rule_rows = dev_rows + [q for q in train_rows if q.labels[0] == OOS]
         rule = _answer_rule(intents, tmp, train_in, rule_rows, target_precision, target_oos_handoff, log)
         encoder_name = _retrieval_encoder(tmp, templates, train_in, fine_tune_retriever, seed, log)
-        onnx["encoder"] = _onnx_encoder(tmp, encoder_name, [q.text for q in dev_rows], log)
+        encoder = load_sentence_encoder(str(tmp / encoder_name) if encoder_name != "minilm" else encoder_name)
+        onnx["encoder"] = _onnx_encoder(tmp, encoder, [q.text for q in dev_rows], log)
         # SQLite: the file is made in the staged folder and moves with it
-        _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, tmp, encoder_name)
+        _store_kb(db or f"sqlite:///{(tmp / 'support.db').resolve()}", templates, passages, encoder)
         _write_expansions(tmp / EXPANSIONS_FILE, templates, train_in)
         writer = _reply_writer(tmp, train_rows, templates, seed, log, writer_model) if generate else None
         meta = {
@@ -186,19 +186,18 @@ def _onnx_intent(intents: IntentModel, folder: Path, texts: list[str], log: Log)
     """Export the intent model to ONNX (:mod:`.onnx_passes`) and serve it from there — the answer rule
     is then chosen on the very outputs the assistant computes — unless it differs from torch on up to
     256 dev questions (None: torch serves)."""
-    path, diff = export_intent(intents, folder, texts[:PARITY_TEXTS])
+    path, session, diff = export_intent(intents, folder, texts[:PARITY_TEXTS])
     if diff > MAX_DIFF:
         log(f"note: the intent model's ONNX graph differs from torch by {diff:.1e}: it is served with torch")
         path.unlink()
         return None
-    intents.session = open_session(path, spin=False)
+    intents.session = session
     return str(path.relative_to(folder))
 
 
-def _onnx_encoder(folder: Path, encoder_name: str, texts: list[str], log: Log) -> str | None:
+def _onnx_encoder(folder: Path, encoder: Any, texts: list[str], log: Log) -> str | None:
     """Export the retrieval encoder to ONNX; None (torch serves) for another pooling or a graph that
     differs from torch on up to 256 dev questions."""
-    encoder = load_sentence_encoder(str(folder / encoder_name) if encoder_name != "minilm" else encoder_name)
     exported = export_encoder(encoder, folder, texts[:PARITY_TEXTS])
     if exported is None:
         return None
@@ -292,10 +291,9 @@ def _write_expansions(path: Path, templates: list[Template], train_in: list[Text
     path.write_text(json.dumps(expansions, ensure_ascii=False), encoding="utf-8")
 
 
-def _store_kb(url: str, templates: list, passages: list, folder: Path, encoder_name: str) -> None:
-    """The knowledge base with its embeddings into the assistant's database."""
+def _store_kb(url: str, templates: list, passages: list, encoder: Any) -> None:
+    """The knowledge base with its embeddings (by ``encoder``) into the assistant's database."""
     ids, kinds, texts = kb_texts(templates, passages)
-    encoder = load_sentence_encoder(str(folder / encoder_name) if encoder_name != "minilm" else encoder_name)
     vectors = encode(encoder, texts)  # as the assistant embeds an agent's answer later
     intents = {t.id: t.intent for t in templates}
     titles = {x.id: x.title for x in [*templates, *passages]}

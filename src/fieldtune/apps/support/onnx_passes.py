@@ -20,25 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...predict.onnx_embedder import MeanPooled, OnnxEmbedder, export_graph, masked_means
+from ...predict.onnx_embedder import MeanPooled, OnnxEmbedder, export_graph
 from ...predict.onnx_runtime import open_session
 
 ONNX_DIR = "onnx"
 MAX_DIFF = 1e-4  # largest allowed |torch - onnx| of a probability or (relative) of a feature/embedding
-LAYERS = 4  # the last hidden layers whose means feed the detector (bench/oos.py: 0.943 vs 0.86 for one)
-
-
-class _IntentGraph(torch.nn.Module):
-    """``(input_ids, attention_mask) -> (logits, features)``: features = the mask-aware means of the
-    last :data:`LAYERS` hidden layers, side by side (what :class:`~.intent.IntentModel` computes)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return out.logits, masked_means(out.hidden_states[-LAYERS:], attention_mask)
 
 
 def _sample(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -48,16 +34,17 @@ def _sample(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torc
     return tokenizer(pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
-def export_intent(intents: Any, folder: Path, texts: list[str]) -> tuple[Path, float]:
-    """Export an :class:`~.intent.IntentModel` to ``folder/onnx/intent.onnx``; returns the path and
-    the largest difference from torch on ``texts`` (probabilities, and features relative to their scale)."""
+def export_intent(intents: Any, folder: Path, texts: list[str]) -> tuple[Path, Any, float]:
+    """Export an :class:`~.intent.IntentModel`'s graph to ``folder/onnx/intent.onnx``; returns the path,
+    its session (as the assistant serves it) and the largest difference from torch on ``texts``
+    (probabilities, and features relative to their scale)."""
     path = folder / ONNX_DIR / "intent.onnx"
     enc = _sample(intents.tokenizer, texts, intents.predictor.max_length)
-    export_graph(_IntentGraph(intents.model), (enc["input_ids"], enc["attention_mask"]), ["logits", "features"], path)
-    session = open_session(path)
+    export_graph(intents.graph, (enc["input_ids"], enc["attention_mask"]), ["logits", "features"], path)
+    session = open_session(path, spin=False)
     reference = intents.encode(texts, session=None)
     served = intents.encode(texts, session=session)
-    return path, max(_max_diff(reference[0], served[0]), _relative_diff(reference[1], served[1]))
+    return path, session, max(_max_diff(reference[0], served[0]), _relative_diff(reference[1], served[1]))
 
 
 def export_encoder(encoder: Any, folder: Path, texts: list[str]) -> tuple[Path, float] | None:
