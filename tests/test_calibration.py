@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from fieldtune.data.examples import TextExample
-from fieldtune.evaluation.calibration import ece, fit_temperature, nll, reliability, sigmoid, softmax
+from fieldtune.evaluation.calibration import (
+    choose_top_label,
+    ece,
+    fit_temperature,
+    nll,
+    reliability,
+    sigmoid,
+    softmax,
+    top_label_apply,
+    uncalibrated_state,
+)
 from fieldtune.tasks import get_task
 
 
@@ -130,3 +140,71 @@ def test_ner_entity_scores_are_calibrated_and_tags_never_change():
     entities = task.to_output("w0 w1 w2 w3 w4 w5", test[0], cal[0], None)
     assert entities[0]["score"] == pytest.approx(conf_cal[0], abs=1e-6)
     assert task.tune(examples[:1], features[:1], logits[:1], labels) == {"temperature_scaling": 1.0}
+
+
+def steep(n: int, seed: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose top label is right with probability sigmoid(2.5 * logit(conf) - 1.5): under-confident
+    near the top, over-confident in the middle. No single temperature fits both ends."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (n, k)) * rng.uniform(0.5, 4.0, (n, 1))
+    p = softmax(logits)
+    top, conf = p.argmax(1), p.max(1)
+    right = rng.random(n) < 1 / (1 + np.exp(-(2.5 * np.log(conf / (1 - conf)) - 1.5)))
+    other = (top + rng.integers(1, k, n)) % k  # any label but the top one
+    return logits, np.where(right, top, other)
+
+
+def test_top_label_map_keeps_every_rank_and_reaches_its_target():
+    rng = np.random.default_rng(4)
+    probs = softmax(rng.normal(0, 3, (500, 6)))
+    platt = {"a": 1.4, "b": -0.5}
+    out = top_label_apply(probs, platt)
+    assert np.allclose(out.sum(1), 1)
+    assert (np.argsort(out, 1, kind="stable") == np.argsort(probs, 1, kind="stable")).all()  # every rank kept
+    c = probs.max(1)
+    want = np.maximum(1 / (1 + np.exp(-(1.4 * np.log(c / (1 - c)) - 0.5))), 1 / 6)
+    assert np.abs(out.max(1) - want).max() < 1e-4
+    assert top_label_apply(np.zeros((0, 3)), platt).shape == (0, 3)
+
+
+def test_top_label_map_is_chosen_when_one_temperature_cannot_fit_and_lowers_held_out_ece():
+    logits, y = steep(3000, seed=0)
+    t = fit_temperature(logits, y)
+    platt = choose_top_label(softmax(logits, t), y)
+    assert platt is not None and platt["a"] > 1.2
+    test_logits, test_y = steep(3000, seed=1)
+    scaled = softmax(test_logits, t)
+    mapped = top_label_apply(scaled, platt)
+    right = scaled.argmax(1) == test_y
+    assert (mapped.argmax(1) == scaled.argmax(1)).all()
+    assert ece(mapped.max(1), right) < 0.7 * ece(scaled.max(1), right)
+
+
+def test_no_top_label_map_without_enough_errors_or_when_temperature_suffices():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 1, (3000, 5)) * rng.uniform(0.5, 4.0, (3000, 1))
+    p = softmax(logits)
+    y = (rng.random((3000, 1)) > p.cumsum(1)).sum(1)  # labels drawn from the scores: calibrated already
+    chosen = choose_top_label(softmax(logits, fit_temperature(logits, y)), y)
+    assert chosen is None or (abs(chosen["a"] - 1) < 0.15 and abs(chosen["b"]) < 0.15)  # at most the identity
+    few = p[:30]
+    assert choose_top_label(few, few.argmax(1)) is None  # no wrong dev answer: nothing to learn from
+
+
+def test_classification_tune_keeps_the_top_label_map_and_uncalibrated_state_drops_it():
+    task = get_task("classification")
+    labels = list("abcde")
+    logits, y = steep(3000, seed=2)
+    examples = [TextExample(f"t{i}", (labels[c],)) for i, c in enumerate(y)]
+    rows = list(logits)
+    tuned = task.tune(examples, [], rows, labels)
+    assert set(tuned) == {"temperature_scaling", "top_label"}
+    id2label = dict(enumerate(labels))
+    cal = task.decode(examples, [], rows, id2label, tuned)
+    only_t = task.decode(examples, [], rows, id2label, {"temperature_scaling": tuned["temperature_scaling"]})
+    assert [max(p, key=p.get) for p in cal] == [max(p, key=p.get) for p in only_t]
+    assert cal != only_t
+    assert uncalibrated_state({**tuned, "abstain": {"threshold": 0.5}}) == {"abstain": {"threshold": 0.5}}
+    assert task.decode(examples, [], rows, id2label, uncalibrated_state(tuned)) == task.decode(
+        examples, [], rows, id2label, {}
+    )

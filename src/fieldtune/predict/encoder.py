@@ -15,6 +15,7 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..data.examples import Example
+from ..evaluation.calibration import uncalibrated_state
 from ..inference import forward_logits
 from ..tasks import get_task
 from .base import load_predictor, predict_texts, register_predictor, scored
@@ -111,5 +112,5 @@ class Predictor:
         predictions = self.task.decode(examples, features, logits, self.id2label, state)
         if not with_uncalibrated:
             return predictions, None
-        raw_state = {k: v for k, v in state.items() if k != "temperature_scaling"}
+        raw_state = uncalibrated_state(state)
         return predictions, self.task.decode(examples, features, logits, self.id2label, raw_state)

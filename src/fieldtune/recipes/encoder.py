@@ -10,6 +10,7 @@ import torch
 
 from ..artifacts import save_artifact
 from ..config import RunConfig
+from ..evaluation.calibration import uncalibrated_state
 from ..inference import forward_logits
 from ..methods import apply_method, head_modules
 from ..models.encoder import load_encoder
@@ -70,7 +71,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         return task.decode(examples, encoded[split], scores, id2label, tuned)
 
     def uncalibrated(split: str, examples: list[Any]) -> list[Any]:  # the same logits, no temperature: ECE before
-        raw = {k: v for k, v in tuned.items() if k != "temperature_scaling"}
+        raw = uncalibrated_state(tuned)
         return task.decode(examples, encoded[split], seen[split], id2label, raw)
 
     evaluation = evaluate_splits(predict, task, splits, labels, uncalibrated=uncalibrated, state=tuned)

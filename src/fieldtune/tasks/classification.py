@@ -10,7 +10,7 @@ import numpy as np
 from ..data.examples import TextExample
 from ..errors import UserError
 from ..evaluation import metrics as M
-from ..evaluation.calibration import fit_temperature, prediction_set
+from ..evaluation.calibration import choose_top_label, fit_temperature, prediction_set, top_label_apply
 from .base import Task
 from .losses import multi_label_loss, single_label_loss
 from .registry import register
@@ -70,16 +70,25 @@ class Classification(_TextTask):
         # the tuned temperature (1.0 for artifacts from before calibration) rescales, never reorders; its own
         # key: an embedding artifact's state "temperature" is baked into its head already
         probs = _softmax(np.stack(logits) / state.get("temperature_scaling", 1.0))  # (examples, num_labels)
+        if state.get("top_label"):  # the top label's confidence re-mapped (label order kept)
+            probs = top_label_apply(probs, state["top_label"])
         return [dict(zip(id2label.values(), row.tolist())) for row in probs]
 
     def tune(self, examples, features, logits, labels):
-        """Temperature scaling: the one T that minimises dev NLL of softmax(logits / T)."""
+        """Temperature scaling: the one T that minimises dev NLL of softmax(logits / T); then, when dev
+        has enough right and wrong answers and it lowers held-out ECE there, a Platt map of the top
+        label's confidence (``calibration.choose_top_label``)."""
         ids = {label: i for i, label in enumerate(labels)}
         keep = [i for i, ex in enumerate(examples) if ex.labels and ex.labels[0] in ids]
         if not keep:
             return {"temperature_scaling": 1.0}
         targets = np.array([ids[examples[i].labels[0]] for i in keep])
-        return {"temperature_scaling": fit_temperature(np.stack([logits[i] for i in keep]), targets)}
+        dev = np.stack([logits[i] for i in keep])
+        tuned: dict[str, Any] = {"temperature_scaling": fit_temperature(dev, targets)}
+        top_label = choose_top_label(_softmax(dev / tuned["temperature_scaling"]), targets)
+        if top_label:
+            tuned["top_label"] = top_label
+        return tuned
 
     def confidences(self, examples, predictions):
         """The top label's probability and whether it is the gold label, per text."""
