@@ -48,6 +48,7 @@ DATASETS: dict[str, tuple[str, str, float, str]] = {
 # row -> (method, few-shot k, extra config, tasks it applies to)
 ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "full": ("full", None, {}, ("ner", "classification")),
+    "frozen_embeddings": ("freeze", None, {"freeze_layers": 0}, ("ner", "classification")),
     "lora": ("lora", None, {}, ("ner", "classification")),
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),
     "zero_shot": ("zero_shot", None, {"prompt": {"label_words": {"0": "差评", "1": "好评"}}}, ("classification",)),

@@ -14,6 +14,7 @@ from conftest import conll_sentences
 import fieldtune
 from fieldtune.config import TrainConfig
 from fieldtune.training.budget import LARGE_DATA, MAX_EVALS, plan_budget
+from fieldtune.training.optim import build_scheduler
 
 SAMPLES = Path(fieldtune.__file__).parent / "samples"
 INTENTS = ("card_arrival", "exchange_rate", "pin_blocked", "age_limit", "lost_or_stolen_card", "verify_my_identity")
@@ -27,6 +28,25 @@ def test_small_data_gets_enough_steps_large_data_three_epochs_then_on_while_impr
     large = plan_budget(TrainConfig(), 14_000, "encoder")
     assert (large.batch_size, large.epochs, large.total_steps) == (32, 9, 9 * 438)  # plan: 3 epochs
     assert plan_budget(TrainConfig(), LARGE_DATA - 1, "encoder").batch_size == 16
+
+
+def test_learning_rate_anneals_at_the_plan_then_restarts_at_half_for_the_extension():
+    b = plan_budget(TrainConfig(), 400, "encoder")  # plan 200 steps, horizon 600
+    assert (b.plan_steps, b.total_steps) == (200, 600)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, TrainConfig(), b.total_steps, b.plan_steps)
+    rates = []
+    for _ in range(b.total_steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    warmup = round(TrainConfig().warmup_ratio * 200)
+    assert rates[0] == 0 and max(rates) == pytest.approx(1.0) and rates.index(max(rates)) == warmup
+    assert rates[199] < 0.01  # annealed where a converged run stops
+    assert rates[200] == pytest.approx(0.5) and rates[599] < 0.01  # the extension: half the peak, down to 0
+    assert all(a >= b for a, b in zip(rates[warmup:200], rates[warmup + 1 : 200]))
+    explicit = plan_budget(TrainConfig(epochs=4), 400, "encoder")
+    assert explicit.plan_steps == explicit.total_steps  # one cycle: exactly what was asked
 
 
 def test_tiny_data_is_capped_in_epochs_and_evaluations():

@@ -66,7 +66,8 @@ class TrainConfig(_Strict):
         description="Passes over the training data; also the learning-rate schedule's length. Null: the automatic "
         "budget — a plan of enough epochs for train.min_steps optimizer steps (at least 3), continued while dev "
         "improves up to 3x the plan (at most train.max_epochs), ended by early stopping, within "
-        "train.max_minutes. Set: exactly this many (no early stopping unless train.patience is set).",
+        "train.max_minutes; the learning rate decays to 0 at the plan's end and restarts at half its peak for "
+        "the extension. Set: exactly this many, one decay (no early stopping unless train.patience is set).",
     )
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps (the schedule's length when set)."
@@ -106,9 +107,13 @@ class TrainConfig(_Strict):
     )
     weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay for AdamW (L2 for SGD).")
     schedule: Literal["linear", "cosine", "constant"] = Field(
-        "linear", description="Learning-rate decay after warm-up."
+        "linear",
+        description="Learning-rate decay after warm-up (the automatic budget: two decays, to the plan's end and, "
+        "restarted at half the peak, to the horizon).",
     )
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps spent warming up linearly from 0.")
+    warmup_ratio: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of steps (of the plan's, for the automatic budget) spent warming up."
+    )
     grad_clip: float | None = Field(
         1.0, gt=0, description="Clip the global gradient norm to this value (null: no clipping)."
     )

@@ -18,13 +18,17 @@ EXAMPLES = {
         "I typed my PIN wrong too many times and now it's blocked.",
     ],
     "wnut17": ["Just watched Stranger Things with Sarah in London !", "Anyone tried the new iPhone from Apple yet ?"],
+    "zh_ner": ["李明下周要去南京的中国银行开会。", "我在成都用MacBook写代码😀，很开心！"],
+    "zh_sentiment": ["房间干净，服务也很热情，下次还来。", "空调一直坏着，前台也不管，太失望了。"],
 }
+RUNS = ("banking77", "wnut17", "zh_ner", "zh_sentiment")  # the last two: Chinese on the multilingual encoder
 
 
 def run_demo(output: Path, console: Console) -> None:
-    """Train both sample tasks, print a metrics table and a few predictions."""
+    """Train each sample task (English intents and NER on minilm, Chinese NER and sentiment on the
+    multilingual encoder), print a metrics table and a few predictions."""
     table = Table("run", "task", "dev", "test", "baseline (test)", "train s", "tokens/s")
-    for name in ("banking77", "wnut17"):
+    for name in RUNS:
         console.rule(f"[bold]{name}")
         result = train(CONFIGS / f"{name}.yaml", [f"output={output / name}"])
         m, key = result.metrics, "accuracy" if "accuracy" in result.metrics["dev"] else "f1"

@@ -85,7 +85,7 @@ class Loop:
         collate_fn = partial(collate_packed if self.packed else collate, pad_id=self.pad_id)
         loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate_fn)
         optimizer = build_optimizer(self.model, cfg, budget.lr)
-        scheduler = build_scheduler(optimizer, cfg, budget.total_steps)  # single-process step count
+        scheduler = build_scheduler(optimizer, cfg, budget.total_steps, budget.plan_steps)  # single-process steps
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
         self.state, self.best_weights = LoopState(), None
         if resume:
