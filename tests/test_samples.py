@@ -33,3 +33,18 @@ def test_each_demo_config_reads_its_shipped_sample(name, train, dev, test):
         assert labels == ["正面", "负面"]
         assert Counter(ex.labels[0] for ex in splits.test) == {"正面": 8, "负面": 8}
         assert not {ex.text for ex in splits.test} & {ex.text for ex in splits.train}
+
+
+def test_a_confusion_matrix_of_chinese_labels_never_draws_empty_boxes(tmp_path):
+    import warnings
+
+    from fieldtune.evaluation.plots import confusion_matrix_png, label_font
+
+    labels = ["正面", "负面"]
+    font, drawable = label_font(labels)
+    assert label_font(["pos", "neg"]) == (None, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for each box it draws
+        confusion_matrix_png(["正面", "负面"], ["正面", "正面"], labels, tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+    assert drawable or font is None  # a covering font, or none and numbered ticks
