@@ -144,6 +144,12 @@ class TrainConfig(_Strict):
         description="Token tasks (ner) on a BERT-style encoder: random batches, each batch's sentences packed side "
         "by side in few rows with a block-diagonal attention mask (exact, almost no padding).",
     )
+    sparse_embeddings: bool = Field(
+        False,
+        description="Train the word-embedding table on the rows each batch uses (sparse gradients, a lazy AdamW "
+        "step; one process). multilingual-e5-small's table is 96M of its 118M weights: a step 1.6-1.8x faster; "
+        "accuracy effect not yet measured on full runs, so off by default.",
+    )
     eval_every: int | None = Field(
         None,
         ge=1,

@@ -29,6 +29,7 @@ from ..utils.progress import log_line, progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
 from .budget import Budget
 from .optim import build_optimizer, build_scheduler
+from .sparse_rows import clip_grad_norm, sparse_embedding
 
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})  # selection metrics where smaller wins
 
@@ -84,13 +85,20 @@ class Loop:
         )
         collate_fn = partial(collate_packed if self.packed else collate, pad_id=self.pad_id)
         loader = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate_fn)
+        self.sparse = None
+        if cfg.sparse_embeddings and cfg.optimizer == "adamw":
+            self.sparse = sparse_embedding(self.model, acc.num_processes)
         optimizer = build_optimizer(self.model, cfg, budget.lr)
         scheduler = build_scheduler(optimizer, cfg, budget.total_steps, budget.plan_steps)  # single-process steps
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
         self.state, self.best_weights = LoopState(), None
         if resume:
             self._restore()
-        self._train()
+        try:
+            self._train()
+        finally:
+            if self.sparse is not None:
+                self.sparse.sparse = False  # the trained model is an ordinary one
         if self.best_weights is not None:
             acc.unwrap_model(self.model).load_state_dict(self.best_weights)
         return self.state
@@ -137,7 +145,10 @@ class Loop:
             loss = self._loss(batch)
             acc.backward(loss)
             if acc.sync_gradients and self.cfg.grad_clip:
-                acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                if self.sparse is not None:
+                    clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+                else:
+                    acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
