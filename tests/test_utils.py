@@ -16,7 +16,7 @@ from fieldtune.config import TrainConfig
 from fieldtune.tasks import get_task
 from fieldtune.training.budget import plan_budget
 from fieldtune.training.loop import Loop
-from fieldtune.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_text, staged_dir
+from fieldtune.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_text, drop_older_copies, staged_dir
 from fieldtune.utils.hashing import file_sha256, files_sha256, json_sha256, text_sha256
 from fieldtune.utils.progress import LineProgress, progress_bar
 
@@ -63,6 +63,16 @@ def test_staged_dir_keeps_a_finished_copy_another_process_wrote_first(tmp_path):
     assert os.listdir(tmp_path) == ["converted"]
     with pytest.raises(OSError), staged_dir(target, keep_existing=lambda t: False) as tmp:
         (tmp / "x").write_text("")
+
+
+def test_a_new_conversion_drops_older_copies_of_the_same_file_only(tmp_path):
+    names = ["e5-small-q4-71622400-111", "e5-small-q4-71622400-222", "e5-small-q4-99-111", "e5-small-q4-71622400-x"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    removed = drop_older_copies(tmp_path / "e5-small-q4-71622400-222")
+    assert removed == [tmp_path / "e5-small-q4-71622400-111"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])  # other sizes / names kept
 
 
 def test_hashes(tmp_path):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .models.e5_convert import e5_to_hf
-from .utils.atomic import staged_dir
+from .utils.atomic import drop_older_copies, staged_dir
 from .utils.hf import quiet_transformers
 
 
@@ -197,6 +197,7 @@ def gguf_to_hf(
     two processes converting at once never leave a half folder behind.
     """
     st = gguf.stat()
+    keyed = target is None  # keyed by the file: older conversions of it are dropped once this one exists
     target = target or cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
     if _converted(target):
         return target
@@ -220,6 +221,8 @@ def gguf_to_hf(
             )
     except Exception as err:
         raise UserError(f"could not convert the GGUF model: {err}", path=gguf) from None
+    if keyed:
+        drop_older_copies(target)
     return target
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..utils.atomic import staged_dir
+from ..utils.atomic import drop_older_copies, staged_dir
 from ..utils.hf import quiet_transformers
 
 MAGIC = b"E5S1"
@@ -257,6 +257,7 @@ def e5_to_hf(src: Path, cache_root: Path) -> Path:
             )
     except (OSError, ValueError, KeyError, struct.error) as err:
         raise UserError(f"could not convert the packed e5 model: {err}", path=src) from None
+    drop_older_copies(target)  # a reinstalled package: the copy of its previous install
     return target
 
 

@@ -8,6 +8,7 @@ or Ctrl-C mid-write leaves the previous version in place.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -102,3 +103,17 @@ def staged_dir(target: str | Path, keep_existing: Callable[[Path], bool] | None 
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+
+
+def drop_older_copies(target: Path) -> list[Path]:
+    """Remove the other cached conversions of the same source file: folders named ``<stem>-<size>-<mtime>``
+    like ``target`` but for the mtime. Reinstalling a model's package gives its file a new mtime, and each
+    install otherwise left one more full copy (465 MB for ``multilingual``). Returns what was removed."""
+    stem, _, stamp = target.name.rpartition("-")
+    removed = []
+    for old in target.parent.glob(f"{glob.escape(stem)}-*"):
+        mtime = old.name[len(stem) + 1 :]
+        if old != target and stamp.isdigit() and mtime.isdigit() and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
