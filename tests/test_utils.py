@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ import torch
 from accelerate import Accelerator
 
 from fieldtune.config import TrainConfig
+from fieldtune.errors import UserError
+from fieldtune.models.cache import cached_conversion
 from fieldtune.tasks import get_task
 from fieldtune.training.budget import plan_budget
 from fieldtune.training.loop import Loop
@@ -73,6 +76,39 @@ def test_a_new_conversion_drops_older_copies_of_the_same_file_only(tmp_path):
     removed = drop_older_copies(tmp_path / "e5-small-q4-71622400-222")
     assert removed == [tmp_path / "e5-small-q4-71622400-111"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])  # other sizes / names kept
+
+
+def test_cached_conversion_converts_once_keeps_nothing_half_written_and_replaces_the_old_install(tmp_path):
+    src = tmp_path / "pkg" / "model.bin"
+    src.parent.mkdir()
+    src.write_bytes(b"weights")
+    calls = []
+
+    def write(folder):
+        calls.append(folder)
+        (folder / "config.json").write_text("{}")
+
+    first = cached_conversion(src, write, root=tmp_path, kind="e5")
+    assert first.parent == tmp_path / "models" and len(calls) == 1
+    assert json.loads((first / "fieldtune-source.json").read_text())["e5"] == str(src)
+    assert cached_conversion(src, write, root=tmp_path, kind="e5") == first and len(calls) == 1  # cached
+
+    os.utime(src, ns=(1, 1))  # the package reinstalled: same file, new mtime
+
+    def broken(folder):
+        (folder / "config.json").write_text("{}")
+        raise ValueError("broken")
+
+    with pytest.raises(UserError, match="could not convert the e5 model: broken"):
+        cached_conversion(src, broken, root=tmp_path, kind="e5")
+    assert os.listdir(tmp_path / "models") == [first.name]  # no half folder, the old copy still there
+    second = cached_conversion(src, write, root=tmp_path, kind="e5")
+    assert second != first and os.listdir(tmp_path / "models") == [second.name]  # the old install's dropped
+
+    named = tmp_path / "models" / "named-abc"
+    assert cached_conversion(src, write, root=tmp_path, kind="GGUF", target=named, source={"alias": "x"}) == named
+    assert json.loads((named / "fieldtune-source.json").read_text()) == {"alias": "x"}
+    assert sorted(os.listdir(tmp_path / "models")) == sorted([second.name, "named-abc"])
 
 
 def test_hashes(tmp_path):

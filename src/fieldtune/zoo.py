@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .models.cache import cached_conversion, is_converted
 from .models.e5_convert import e5_to_hf
-from .utils.atomic import drop_older_copies, staged_dir
 from .utils.hf import quiet_transformers
 
 
@@ -155,7 +155,7 @@ def _chunked_gguf_to_hf(name: str) -> Path:
     module = importlib.import_module(alias.package)  # stdlib only: cheap
     sha = str(getattr(module, "EXPECTED_SHA256", "") or alias.version)
     target = cache_dir() / "models" / f"{Path(alias.subdir).stem}-{sha[:16]}"
-    if _converted(target):
+    if is_converted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".assemble-", dir=target.parent) as tmp:
@@ -189,46 +189,25 @@ def gguf_to_hf(
     gguf: Path, target: Path | None = None, source: dict | None = None, notices: list[Path] | None = None
 ) -> Path:
     """A safetensors copy of a GGUF model (weights dequantised to fp32, tokenizer and chat template
-    from the GGUF), converted on first use and cached; keyed by the file's name, size and mtime
-    unless ``target`` names the folder (``source``: recorded in ``fieldtune-source.json`` instead of
-    the file's path; ``notices``: licence files copied into the folder).
+    from the GGUF), converted on first use and cached (:func:`~fieldtune.models.cache.cached_conversion`:
+    keyed by the file unless ``target`` names the folder; ``source``: recorded in
+    ``fieldtune-source.json`` instead of the file's path; ``notices``: licence files copied in)."""
 
-    The copy is written to a temporary folder and renamed into place, so a kill mid-conversion or
-    two processes converting at once never leave a half folder behind.
-    """
-    st = gguf.stat()
-    keyed = target is None  # keyed by the file: older conversions of it are dropped once this one exists
-    target = target or cache_dir() / "models" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
-    if _converted(target):
-        return target
-    import transformers  # here: seconds to import, and only a GGUF's first use needs it
+    def write(folder: Path) -> None:
+        import transformers  # here: seconds to import, and only a GGUF's first use needs it
 
-    try:  # keep_existing: another process finished first: use its copy
-        with staged_dir(target, keep_existing=_converted) as tmp:
-            with quiet_transformers():
-                tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-                model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model.hf_quantizer = None  # dequantised already: save plain fp32 weights
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            for notice in notices or []:
-                (tmp / notice.name).write_bytes(notice.read_bytes())
-            (tmp / "fieldtune-source.json").write_text(
-                json.dumps(source or {"gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}),
-                encoding="utf-8",
-            )
-    except Exception as err:
-        raise UserError(f"could not convert the GGUF model: {err}", path=gguf) from None
-    if keyed:
-        drop_older_copies(target)
-    return target
+        with quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer = None  # dequantised already: save plain fp32 weights
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        for notice in notices or []:
+            (folder / notice.name).write_bytes(notice.read_bytes())
 
-
-def _converted(folder: Path) -> bool:
-    """Is ``folder`` a finished conversion? (Renamed into place complete, so config.json suffices.)"""
-    return (folder / "config.json").is_file()
+    return cached_conversion(gguf, write, root=cache_dir(), kind="GGUF", target=target, source=source)
 
 
 def model_kind(path: str) -> str:

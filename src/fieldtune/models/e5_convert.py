@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..utils.atomic import drop_older_copies, staged_dir
 from ..utils.hf import quiet_transformers
+from .cache import cached_conversion
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
@@ -242,25 +241,5 @@ def convert(src: Path, out: Path) -> None:
 
 
 def e5_to_hf(src: Path, cache_root: Path) -> Path:
-    """A cached HF copy of the packed model ``src``, converted on first use (a few seconds); keyed by
-    the file's name, size and mtime, and written to a hidden folder renamed into place, so a kill or
-    two processes converting at once never leave a half folder."""
-    st = src.stat()
-    target = cache_root / "models" / f"{src.stem}-{st.st_size}-{st.st_mtime_ns}"
-    if _converted(target):
-        return target
-    try:
-        with staged_dir(target, keep_existing=_converted) as tmp:  # keep_existing: another process won
-            convert(src, tmp)
-            (tmp / "fieldtune-source.json").write_text(
-                json.dumps({"e5": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns}), encoding="utf-8"
-            )
-    except (OSError, ValueError, KeyError, struct.error) as err:
-        raise UserError(f"could not convert the packed e5 model: {err}", path=src) from None
-    drop_older_copies(target)  # a reinstalled package: the copy of its previous install
-    return target
-
-
-def _converted(folder: Path) -> bool:
-    """Is ``folder`` a finished conversion? (Renamed into place complete, so config.json suffices.)"""
-    return (folder / "config.json").is_file()
+    """A cached HF copy of the packed model ``src``, converted on first use (a few seconds)."""
+    return cached_conversion(src, lambda folder: convert(src, folder), root=cache_root, kind="e5")
