@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from defaults_hf import default_args  # bench/defaults_hf.py, this script's folder
 
 
 def read_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
@@ -61,7 +62,6 @@ def run(files: dict[str, Path], workdir: Path, seed: int, max_steps: int | None 
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
-        TrainingArguments,
         set_seed,
     )
 
@@ -84,18 +84,7 @@ def run(files: dict[str, Path], workdir: Path, seed: int, max_steps: int | None 
     model = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
-    targs = TrainingArguments(
-        output_dir=str(workdir / "hf"),
-        seed=seed,
-        max_steps=max_steps or -1,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        per_device_eval_batch_size=64,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=True,
-    )
+    targs = default_args(workdir, seed, max_steps=max_steps or -1)
     trainer = CountingTrainer(
         model=model,
         args=targs,

@@ -84,23 +84,12 @@ def metric(task: str, logits: np.ndarray, gold: np.ndarray) -> float:
     return float((logits.argmax(-1) == gold).mean())
 
 
-def run(task: str, files: dict[str, str], seed: int, workdir: Path) -> dict[str, Any]:
-    """Train with the Trainer's defaults; the final model's dev and test metric, time, steps, epochs."""
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+def default_args(workdir: Path, seed: int, **bookkeeping: Any) -> Any:
+    """``TrainingArguments`` with the Trainer's training defaults; only bookkeeping set (no checkpoints,
+    evaluation or reporting during training, a bigger eval batch; ``bookkeeping``: e.g. ``max_steps``)."""
+    from transformers import TrainingArguments
 
-    t0 = time.perf_counter()
-    set_seed(seed)
-    tok = AutoTokenizer.from_pretrained(model_dir())
-    feats, labels = load_data(task, files, tok)
-    collator = DataCollatorForTokenClassification(tok) if task == "ner" else DataCollatorWithPadding(tok)
-    targs = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(workdir / "hf"),
         seed=seed,
         eval_strategy="no",
@@ -110,7 +99,26 @@ def run(task: str, files: dict[str, str], seed: int, workdir: Path) -> dict[str,
         report_to=[],
         disable_tqdm=True,
         use_cpu=True,
+        **bookkeeping,
     )
+
+
+def run(task: str, files: dict[str, str], seed: int, workdir: Path) -> dict[str, Any]:
+    """Train with the Trainer's defaults; the final model's dev and test metric, time, steps, epochs."""
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        set_seed,
+    )
+
+    t0 = time.perf_counter()
+    set_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    feats, labels = load_data(task, files, tok)
+    collator = DataCollatorForTokenClassification(tok) if task == "ner" else DataCollatorWithPadding(tok)
+    targs = default_args(workdir, seed)
     trainer = Trainer(
         model=build_model(task, labels),
         args=targs,
