@@ -66,7 +66,7 @@ class TrainConfig(_Strict):
         description="Passes over the training data; also the learning-rate schedule's length. Null: the automatic "
         "budget — a plan of enough epochs for train.min_steps optimizer steps (at least 3), continued while dev "
         "improves up to 3x the plan (at most train.max_epochs), ended by early stopping, within "
-        "train.max_minutes; the learning rate decays to 0 at the plan's end and restarts at half its peak for "
+        "train.max_minutes; the learning rate decays to 0 at the plan's end and restarts at its peak for "
         "the extension. Set: exactly this many, one decay (no early stopping unless train.patience is set).",
     )
     max_steps: int | None = Field(
@@ -109,7 +109,7 @@ class TrainConfig(_Strict):
     schedule: Literal["linear", "cosine", "constant"] = Field(
         "linear",
         description="Learning-rate decay after warm-up (the automatic budget: two decays, to the plan's end and, "
-        "restarted at half the peak, to the horizon).",
+        "restarted at the peak, to the horizon).",
     )
     warmup_ratio: float = Field(
         0.1, ge=0, lt=1, description="Fraction of steps (of the plan's, for the automatic budget) spent warming up."

@@ -8,7 +8,7 @@ Explicit settings mean exactly what they say. Left null (the default), they are 
 - **epochs**: the plan is enough for ``train.min_steps`` optimizer steps (``STEPS_PER_LABEL`` per label
   when that is more: 770 for 77 intents), at least ``MIN_EPOCHS``; the run may go on to ``EXTEND`` times
   the plan (at most ``train.max_epochs``) while dev keeps improving — early stopping ends it. The
-  learning rate decays to zero at the plan's end and restarts at half its peak for the extension
+  learning rate decays to zero at the plan's end and restarts at its peak for the extension
   (``optim.build_scheduler``). 400 sentences in batches of 32 are 13 steps an
   epoch: the old fixed 3 epochs were 39 steps and an underfit model. A stop at the plan was still too
   early wherever the data was large or its labels sparse: BANKING77's 10,003 questions (3 epochs: test
@@ -92,7 +92,7 @@ def plan_budget(t: TrainConfig, n_examples: int, kind: str, method: str = "full"
         why.append(
             f"{epochs} epochs at most: {per_epoch} steps per epoch; planned {planned} epochs (at least {floor} "
             f"steps ({reason}) and {MIN_EPOCHS} epochs; the learning rate decays to 0 there), then on while dev "
-            f"improves (restarting at half the rate), up to {EXTEND}x the plan and at most {t.max_epochs} "
+            f"improves (restarting at the full rate), up to {EXTEND}x the plan and at most {t.max_epochs} "
             "(train.max_epochs); early stopping ends sooner"
         )
         total, plan_steps = epochs * per_epoch, planned * per_epoch
