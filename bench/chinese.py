@@ -53,7 +53,7 @@ DATASETS: dict[str, tuple[str, str, float, str]] = {
 # row -> (method, few-shot k, extra config, tasks it applies to)
 ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "full": ("full", None, {}, ("ner", "classification")),
-    "full_sparse": ("full", None, {"train_extra": {"sparse_embeddings": True}}, ("ner", "classification")),
+    "full_sparse": ("full", None, {"train": {"sparse_embeddings": True}}, ("ner", "classification")),
     "frozen_embeddings": ("freeze", None, {"freeze_layers": 0}, ("ner", "classification")),
     "lora": ("lora", None, {}, ("ner", "classification")),
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),
@@ -136,7 +136,7 @@ def row_config(dataset: str, row: str, files: dict[str, Path], args: argparse.Na
     data: dict[str, Any] = {k: str(v) for k, v in files.items()}
     if shots:
         data["shots"] = shots
-    train: dict[str, Any] = {"seed": args.seed, **extra.get("train_extra", {})}
+    train: dict[str, Any] = {"seed": args.seed, **extra.get("train", {})}
     if args.quick and method not in ("setfit", "zero_shot"):
         train |= {"epochs": 1, "patience": None}
     return {
@@ -146,7 +146,7 @@ def row_config(dataset: str, row: str, files: dict[str, Path], args: argparse.Na
         "data": data,
         "output": str(args.out / dataset / row),
         "train": train,
-        **{k: v for k, v in extra.items() if k != "train_extra"},
+        **{k: v for k, v in extra.items() if k != "train"},
     }
 
 
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(summarise(dataset, row, run))
             (args.out / "chinese.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     report = table(results) + ("\n" + reference_table(references) if references else "")
-    report += "\n" + speed_table(speeds) if speeds else ""
+    if speeds:
+        report += "\n" + speed_table(speeds)
     (args.out / "chinese.md").write_text(report, encoding="utf-8")
     print(report)
     return 0

@@ -148,7 +148,8 @@ class TrainConfig(_Strict):
         False,
         description="Train the word-embedding table on the rows each batch uses (sparse gradients, a lazy AdamW "
         "step; one process). multilingual-e5-small's table is 96M of its 118M weights: a step 1.6-1.8x faster; "
-        "accuracy effect not yet measured on full runs, so off by default.",
+        "full Weibo NER F1 0.361 vs 0.367 dense at 1.35x the tokens/s, 800 Resume sentences dev F1 0.690 vs "
+        "0.716: off by default.",
     )
     eval_every: int | None = Field(
         None,
