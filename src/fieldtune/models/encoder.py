@@ -54,7 +54,10 @@ def load_encoder(
                 **head_config,
             }
         )
-        model = getattr(transformers, auto_model).from_pretrained(path, config=config, attn_implementation=attention)
+        model, info = getattr(transformers, auto_model).from_pretrained(
+            path, config=config, attn_implementation=attention, output_loading_info=True
+        )
+        model.new_parameters = tuple(info["missing_keys"])  # the fresh head: optim.build_optimizer's head group
     except (OSError, ValueError) as err:
         raise UserError(
             f"could not load model {cfg.model!r}: {str(err).splitlines()[0]}",

@@ -4,6 +4,10 @@ Explicit settings mean exactly what they say. Left null (the default), they are 
 
 - **learning rate**: the method's default for the model kind (``MethodSpec.lr``: adapters and probes train
   few parameters and need larger steps than a whole model);
+- **the new head's learning rate**: ``HEAD_LR`` (a linear probe's rate) or the body's when that is higher
+  (an explicit ``train.lr`` applies to the head too):
+  at full fine-tuning's 1e-4 a freshly initialised classifier learned Weibo NER's rare tags only after
+  its plan (test F1 0.446; with the head at 1e-3: 0.518);
 - **batch size**: 16 for an encoder (32 from ``LARGE_DATA`` examples on), 8 for a decoder;
 - **epochs**: the plan is enough for ``train.min_steps`` optimizer steps (``STEPS_PER_LABEL`` per label
   when that is more: 770 for 77 intents), at least ``MIN_EPOCHS``; the run may go on to ``EXTEND`` times
@@ -41,6 +45,7 @@ LARGE_DATA = 5_000  # encoder batch 32 from here on: steps enough at either size
 AUTO_MAX_MINUTES = 60.0
 AUTO_PATIENCE = 3  # evaluations without improvement, for the automatic budget
 ENCODER_BATCH, LARGE_ENCODER_BATCH, DECODER_BATCH = 16, 32, 8
+HEAD_LR = 1e-3  # the new head's rate at least (method head's: a linear probe on frozen features)
 FALLBACK_LR = {"encoder": 1e-4, "causal_lm": 2e-5}  # a method without its own default
 
 
@@ -49,6 +54,7 @@ class Budget:
     """The resolved training settings the loop runs with, and why each was chosen."""
 
     lr: float
+    head_lr: float  # the new head's (the weights the pretrained checkpoint lacks)
     batch_size: int
     epochs: int  # passes at most
     total_steps: int  # the schedule's length in optimizer steps; training ends here at the latest
@@ -79,6 +85,9 @@ def plan_budget(t: TrainConfig, n_examples: int, kind: str, method: str = "full"
     lr = t.lr or get_method(method).lr.get(kind) or FALLBACK_LR[kind]
     if t.lr is None:
         why.append(f"lr {lr:g}: method {method}'s default for {kind.replace('_', ' ')} models")
+    head_lr = t.head_lr or (max(lr, HEAD_LR) if t.lr is None else lr)  # a set train.lr: everything at it
+    if t.head_lr is None and head_lr != lr and kind == "encoder":
+        why.append(f"head lr {head_lr:g}: a new head learns at a linear probe's rate at least")
     batch = t.batch_size or _default_batch(n_examples, kind)
     if t.batch_size is None:
         why.append(f"batch size {batch}: {n_examples:,} training examples, {kind.replace('_', ' ')} model")
@@ -107,6 +116,7 @@ def plan_budget(t: TrainConfig, n_examples: int, kind: str, method: str = "full"
     patience = (AUTO_PATIENCE if automatic else None) if t.patience is None else (t.patience or None)
     return Budget(
         lr=lr,
+        head_lr=head_lr,
         batch_size=batch,
         epochs=epochs,
         total_steps=total,

@@ -88,7 +88,7 @@ class Loop:
         self.sparse = None
         if cfg.sparse_embeddings and cfg.optimizer == "adamw":
             self.sparse = sparse_embedding(self.model, acc.num_processes)
-        optimizer = build_optimizer(self.model, cfg, budget.lr)
+        optimizer = build_optimizer(self.model, cfg, budget.lr, budget.head_lr)
         scheduler = build_scheduler(optimizer, cfg, budget.total_steps, budget.plan_steps)  # single-process steps
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
         self.state, self.best_weights = LoopState(), None
