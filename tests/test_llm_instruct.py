@@ -239,3 +239,23 @@ def test_the_official_openai_sdk_lists_models_chats_and_streams(tuned):
     assert answer.model == card.id and answer.choices[0].message.content == PAIRS[1][1]
     assert streamed.strip() == PAIRS[1][1]
     assert missing is not None and missing.status_code == 404
+
+
+def test_training_computes_logits_only_where_answers_are(lm):
+    """The loop's causal-LM loss from the answer positions' logits equals the loss over every position."""
+    from fieldtune.tasks.losses import token_loss
+    from fieldtune.training.loop import answer_logits
+
+    tok, model = lm.tokenizer, lm.model
+    features = [encode_turn(tok, [{"role": "user", "content": q}], a) for q, a in PAIRS[:2]]
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.tensor([f["input_ids"] + [tok.pad_token_id] * (width - len(f["input_ids"])) for f in features])
+    labels = torch.tensor([f["labels"] + [IGNORE] * (width - len(f["labels"])) for f in features])
+    mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features])
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        kept, kept_labels = answer_logits(model, inputs, labels)
+        full = model(**inputs).logits
+    answers = int((labels != IGNORE).any(0).sum())
+    assert kept.shape[1] == answers < width  # far fewer rows of the 49k-token vocabulary
+    assert token_loss(kept, kept_labels, 4.0).item() == pytest.approx(token_loss(full, labels, 4.0).item(), rel=1e-4)

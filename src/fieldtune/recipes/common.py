@@ -66,6 +66,7 @@ def fit(
         progress=progress,
         loss=loss,
         budget=budget,
+        answer_logits_only=kind == "causal_lm",
     )
     state = loop.run(resume=resume)
     return accelerator.unwrap_model(loop.model, keep_fp32_wrapper=False), state, budget

@@ -9,6 +9,7 @@ last checkpoint was.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
@@ -73,6 +74,9 @@ class Loop:
     # Task.loss (an LLM trained on answer tokens: the causal_lm task's, whatever task it serves)
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = field(kw_only=True)
     budget: Budget = field(kw_only=True)  # lr, batch size, epochs, steps, evaluations, time cap
+    # a causal LM: compute logits only where some row of the batch has a target (``logits_to_keep``). A
+    # 262k-token vocabulary (gemma3) over every position of 8 reviews was 24 GB: killed for memory
+    answer_logits_only: bool = field(default=False, kw_only=True)
 
     def run(self, resume: bool = False) -> LoopState:
         acc, cfg, budget = self.accelerator, self.cfg, self.budget
@@ -88,6 +92,14 @@ class Loop:
         self.sparse = None
         if cfg.sparse_embeddings and cfg.optimizer == "adamw":
             self.sparse = sparse_embedding(self.model, acc.num_processes)
+        # prompt learning prepends virtual tokens, which would shift the kept positions
+        config = getattr(self.model, "active_peft_config", None)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self.keep_answers = (
+            self.answer_logits_only
+            and not getattr(config, "is_prompt_learning", False)
+            and "logits_to_keep" in inspect.signature(base.forward).parameters
+        )
         optimizer = build_optimizer(self.model, cfg, budget.lr, budget.head_lr)
         scheduler = build_scheduler(optimizer, cfg, budget.total_steps, budget.plan_steps)  # single-process steps
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(self.model, optimizer, loader, scheduler)
@@ -160,9 +172,14 @@ class Loop:
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The task's loss of the model's logits. Labels stay out of the model's call: a head that
-        computed its own loss too would do the work twice (a causal LM over its whole vocabulary)."""
-        logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        return self.loss(logits, batch["labels"], self._targets_per_batch)
+        computed its own loss too would do the work twice (a causal LM over its whole vocabulary). A causal
+        LM's logits are computed only at the positions with a target (labels are already shifted)."""
+        labels, inputs = batch["labels"], {k: v for k, v in batch.items() if k != "labels"}
+        if self.keep_answers:
+            logits, labels = answer_logits(self.model, inputs, labels)
+        else:
+            logits = self.model(**inputs).logits
+        return self.loss(logits, labels, self._targets_per_batch)
 
     @property
     def _targets_per_batch(self) -> float:
@@ -260,6 +277,15 @@ class Loop:
         if self.accelerator.is_main_process:  # the log restarts from what the checkpoint knew
             for record in self.state.history:
                 self.on_eval(record)
+
+
+def answer_logits(
+    model: torch.nn.Module, inputs: dict[str, Any], labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A causal LM's logits at the positions where some row has a target (labels already shifted), and
+    the labels there: the same loss as over every position, without a vocabulary-wide row for each."""
+    keep = (labels != -100).any(0).nonzero().squeeze(1)
+    return model(**inputs, logits_to_keep=keep).logits, labels[:, keep]
 
 
 def _targets(labels: Any) -> int:
