@@ -198,7 +198,7 @@ def test_the_new_head_learns_at_its_own_rate(method):
     model = load_encoder(cfg, "AutoModelForTokenClassification", ["O", "B-X", "I-X"], {}, "eager").model
     assert set(model.new_parameters) == {"classifier.bias", "classifier.weight"}  # what the checkpoint lacked
     model, _ = apply_method(model, method)
-    opt = build_optimizer(model, TrainConfig(), 1e-4, plan_budget(TrainConfig(), 100, "encoder").head_lr)
+    opt = build_optimizer(model, TrainConfig(), 1e-4, plan_budget(TrainConfig(), 100, "encoder", head_lr=1e-3).head_lr)
     head = {id(p) for n, p in model.named_parameters() if "classifier" in n and p.requires_grad}
     rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert len(head) == 2 and all(rates[i] == pytest.approx(1e-3) for i in head)
@@ -207,10 +207,15 @@ def test_the_new_head_learns_at_its_own_rate(method):
     assert sorted(decay[i] for i in head) == [0.0, 0.01]  # the bias without decay, the weight with
 
 
-def test_the_new_head_rate_is_a_probe_s_at_least_unless_set():
-    assert plan_budget(TrainConfig(), 400, "encoder").head_lr == 1e-3  # body 1e-4
-    full = plan_budget(TrainConfig(), 400, "encoder")
+def test_the_new_head_rate_is_the_task_s_at_least_unless_set():
+    ner = 1e-3  # TokenClassification.new_head_lr
+    from fieldtune.tasks import get_task
+
+    assert get_task("ner").new_head_lr == ner and get_task("classification").new_head_lr is None
+    full = plan_budget(TrainConfig(), 400, "encoder", head_lr=ner)
+    assert full.head_lr == 1e-3 and full.lr == 1e-4  # body 1e-4
     assert any(w.startswith("head lr 0.001") for w in full.why)
-    assert plan_budget(TrainConfig(), 400, "encoder", method="lora").head_lr == 2e-3  # the body's is higher
+    assert plan_budget(TrainConfig(), 400, "encoder").head_lr == 1e-4  # classification: the body's
+    assert plan_budget(TrainConfig(), 400, "encoder", method="lora", head_lr=ner).head_lr == 2e-3  # body's higher
     assert plan_budget(TrainConfig(lr=3e-5, head_lr=5e-4), 400, "encoder").head_lr == 5e-4
-    assert plan_budget(TrainConfig(lr=3e-5), 400, "encoder").head_lr == 3e-5  # a set lr means the whole model
+    assert plan_budget(TrainConfig(lr=3e-5), 400, "encoder", head_lr=ner).head_lr == 3e-5  # a set lr: everything

@@ -35,6 +35,7 @@ def fit(
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
     kind: str,
     n_labels: int = 0,
+    head_lr: float | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[torch.nn.Module, LoopState, Budget]:
@@ -49,7 +50,7 @@ def fit(
         artifact, which predicts in fp32; bf16 autocast, where on, was for training and model selection),
         the loop's final state and the budget it ran.
     """
-    budget = plan_budget(cfg.train, len(features), kind, cfg.method, n_labels)
+    budget = plan_budget(cfg.train, len(features), kind, cfg.method, n_labels, head_lr)
     if progress and accelerator.is_main_process:  # on a terminal too: the settings chosen for the user
         for reason in budget.why:
             print(f"budget: {reason}", file=sys.stderr, flush=True)

@@ -53,6 +53,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         loss=task.loss,
         kind="encoder",
         n_labels=len(labels),
+        head_lr=task.new_head_lr,
         resume=resume,
         progress=progress,
     )

@@ -23,6 +23,8 @@ class Task(ABC):
     auto_model: str  # name of the transformers Auto class that adds the right head
     default_metric: str
     chat: bool = False  # served by /v1/chat/completions (a conversation in, generated text out)
+    # the new head's learning rate at least, by default (None: the body's): see TokenClassification
+    new_head_lr: float | None = None
     conll_txt: bool = False  # a .txt file of this task's data may be CoNLL columns, not one text a line
     # why the predictions of this task have no label distribution for drift to compare (None: they have)
     no_label_distribution: str | None = None
