@@ -93,10 +93,9 @@ def plan_budget(
     lr = t.lr or get_method(method).lr.get(kind) or FALLBACK_LR[kind]
     if t.lr is None:
         why.append(f"lr {lr:g}: method {method}'s default for {kind.replace('_', ' ')} models")
-    task_head_lr = head_lr
-    head_lr = t.head_lr or (max(lr, task_head_lr) if t.lr is None and task_head_lr else lr)  # a set lr: all
-    if t.head_lr is None and head_lr != lr and kind == "encoder":
-        why.append(f"head lr {head_lr:g}: a new tag classifier learns at a linear probe's rate at least")
+    new_head_lr = t.head_lr or (max(lr, head_lr) if t.lr is None and head_lr else lr)  # a set lr: all of it
+    if t.head_lr is None and new_head_lr != lr and kind == "encoder":
+        why.append(f"head lr {new_head_lr:g}: a new tag classifier learns at a linear probe's rate at least")
     batch = t.batch_size or _default_batch(n_examples, kind)
     if t.batch_size is None:
         why.append(f"batch size {batch}: {n_examples:,} training examples, {kind.replace('_', ' ')} model")
@@ -125,7 +124,7 @@ def plan_budget(
     patience = (AUTO_PATIENCE if automatic else None) if t.patience is None else (t.patience or None)
     return Budget(
         lr=lr,
-        head_lr=head_lr,
+        head_lr=new_head_lr,
         batch_size=batch,
         epochs=epochs,
         total_steps=total,

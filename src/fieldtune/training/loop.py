@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
 from ..errors import UserError
+from ..tasks.losses import IGNORE
 from ..utils.atomic import replace_dir
 from ..utils.progress import log_line, progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
@@ -284,7 +285,7 @@ def answer_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A causal LM's logits at the positions where some row has a target (labels already shifted), and
     the labels there: the same loss as over every position, without a vocabulary-wide row for each."""
-    keep = (labels != -100).any(0).nonzero().squeeze(1)
+    keep = (labels != IGNORE).any(0).nonzero().squeeze(1)
     return model(**inputs, logits_to_keep=keep).logits, labels[:, keep]
 
 
