@@ -120,7 +120,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
             )
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, label=name)
-        ax.set_xscale("log")
+        ax.set_xscale("log")  # ticks at the measured sizes: log-axis minor labels overlap on a short range
+        sizes = sorted({p["n_train"] for p in res["points"].values()})
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{res['dataset']} ({res['task']})")
         ax.set_xlabel("training examples" if res["task"] != "ner" else "training sentences")
         ax.set_ylabel(f"test {res['metric']}")
