@@ -109,6 +109,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, res in zip(axes[0], results, strict=True):
@@ -123,7 +124,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xscale("log")  # ticks at the measured sizes: log-axis minor labels overlap on a short range
         sizes = sorted({p["n_train"] for p in res["points"].values()})
         ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{res['dataset']} ({res['task']})")
         ax.set_xlabel("training examples" if res["task"] != "ner" else "training sentences")
         ax.set_ylabel(f"test {res['metric']}")

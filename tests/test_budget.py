@@ -13,6 +13,7 @@ from conftest import conll_sentences
 
 import fieldtune
 from fieldtune.config import TrainConfig
+from fieldtune.tasks import get_task
 from fieldtune.training.budget import LARGE_DATA, MAX_EVALS, plan_budget
 from fieldtune.training.optim import build_scheduler
 
@@ -209,8 +210,6 @@ def test_the_new_head_learns_at_its_own_rate(method):
 
 def test_the_new_head_rate_is_the_task_s_at_least_unless_set():
     ner = 1e-3  # TokenClassification.new_head_lr
-    from fieldtune.tasks import get_task
-
     assert get_task("ner").new_head_lr == ner and get_task("classification").new_head_lr is None
     full = plan_budget(TrainConfig(), 400, "encoder", head_lr=ner)
     assert full.head_lr == 1e-3 and full.lr == 1e-4  # body 1e-4
