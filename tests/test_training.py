@@ -19,6 +19,7 @@ from conftest import overfit_config
 
 import fieldtune
 from fieldtune.config import TrainConfig
+from fieldtune.errors import UserError
 from fieldtune.methods import apply_method
 from fieldtune.tasks import get_task
 from fieldtune.training.budget import plan_budget
@@ -174,3 +175,9 @@ def test_resume_after_kill_matches_uninterrupted_run(cls_file, tmp_path):
     assert strip[1] == strip[0]  # every evaluation, before and after the kill, bit-for-bit the same
     metrics = [json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "killed")]
     assert metrics[0]["test"] == metrics[1]["test"]
+    for name in ("full", "killed"):  # a finished run keeps its files, not its resumable state
+        assert not (tmp_path / name / "checkpoints").exists()
+    log = (tmp_path / "full" / "log.jsonl").read_text()
+    with pytest.raises(UserError, match="this run finished"):  # and the finished run's files stay as they were
+        fieldtune.train(yaml.safe_load(config("full").read_text()), resume=True, progress=False)
+    assert (tmp_path / "full" / "log.jsonl").read_text() == log

@@ -33,7 +33,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     id2label = dict(enumerate(labels))
     encoded = {name: task.encode(ex, enc.tokenizer, label2id, enc.max_length) for name, ex in splits.named()}
     if accelerator.is_main_process:
-        start_output(cfg)
+        start_output(cfg, resume)
     pad_id = enc.tokenizer.pad_token_id
 
     def logits(m: torch.nn.Module, features: list[dict[str, Any]]) -> list[Any]:

@@ -79,7 +79,7 @@ def _train(cfg: RunConfig, lm: CausalLM, encoded: dict[str, list], accelerator: 
     """The shared loop over the answer-token loss, selecting on dev perplexity (or a generation metric)."""
     model, params = apply_method(lm.model, cfg.method, cfg.freeze_layers, cfg.peft)
     if accelerator.is_main_process:
-        start_output(cfg)
+        start_output(cfg, resume)
     tokenizer, pad_id, metric = lm.tokenizer, lm.tokenizer.pad_token_id, cfg.selection_metric()
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def _train(
     features = [
         encode_turn(lm.tokenizer, conversation(state, ex.text), words[ex.labels[0]], max_length) for ex in splits.train
     ]
-    start_output(cfg)
+    start_output(cfg, resume)
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
         clf = LLMClassifier(m, lm.tokenizer, labels, state, None, max_length)

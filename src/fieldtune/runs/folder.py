@@ -8,6 +8,7 @@ is written atomically, so a bad input or a crash never leaves a half run behind.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..config import RunConfig
 from ..evaluation.calibration_plots import calibration_png, precision_coverage_png
 from ..evaluation.plots import learning_curve_png
 from ..tasks import Task
+from ..training.loop import last_checkpoint
 from ..utils.atomic import atomic_write_text
 from ..utils.files import folder_bytes
 from .advice import advise
@@ -36,8 +38,11 @@ class RunResult:
     advice: list[str] = field(default_factory=list)  # what the numbers say to do next (see runs.advice)
 
 
-def start_output(cfg: RunConfig) -> None:
-    """Create the run folder (with its ``run.yaml``) only now that every input has been checked."""
+def start_output(cfg: RunConfig, resume: bool = False) -> None:
+    """Create the run folder (with its ``run.yaml``) only now that every input has been checked; to
+    resume, its checkpoint must be there (checked before anything in the folder changes)."""
+    if resume:
+        last_checkpoint(cfg.output / "checkpoints")
     cfg.output.mkdir(parents=True, exist_ok=True)
     yaml_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     atomic_write_text(cfg.output / "run.yaml", yaml_text)
@@ -57,7 +62,7 @@ def eval_logger(cfg: RunConfig) -> Callable[[dict[str, Any]], None]:
 
 def write_run(record: RunRecord, task: Task, save: Callable[[Path], Any]) -> RunResult:
     """The run folder's files: the artifact (``save(target)`` writes it atomically), the plots,
-    metrics.json and report.md.
+    metrics.json and report.md; then the run is finished and its checkpoint goes.
 
     Args:
         record: The run; its ``train.artifact_bytes`` is filled in here.
@@ -84,4 +89,7 @@ def write_run(record: RunRecord, task: Task, save: Callable[[Path], Any]) -> Run
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     advice = advise(record)
     atomic_write_text(out / "report.md", render_report(record, advice))
+    # the resumable state is for a run that was killed; a finished one would carry it for nothing: the
+    # weights, the optimizer's two moments and the best weights again, about 4x the artifact
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, out / "model", metrics, advice)

@@ -265,19 +265,32 @@ class Loop:
         acc.wait_for_everyone()
 
     def _restore(self) -> None:
-        found = [d / n for d in ([self.ckpt_dir] if self.ckpt_dir else []) for n in ("last", ".last.old")]
-        found = [d for d in found if (d / "loop.json").is_file()]  # .last.old: killed mid-swap
-        last = found[0] if found else None
-        if last is None:
-            raise UserError(
-                f"nothing to resume: no checkpoint in {self.ckpt_dir}", hint="run without --resume to start fresh"
-            )
+        last = last_checkpoint(self.ckpt_dir)
         self.accelerator.load_state(str(last))
         self.state = LoopState(**json.loads((last / "loop.json").read_text()))
         self.best_weights = torch.load(last / "best_weights.pt", weights_only=True)
         if self.accelerator.is_main_process:  # the log restarts from what the checkpoint knew
             for record in self.state.history:
                 self.on_eval(record)
+
+
+def last_checkpoint(ckpt_dir: Path | None) -> Path:
+    """The checkpoint a resumed run continues from: ``last/``, or ``.last.old`` when a run was killed
+    while swapping them.
+
+    Raises:
+        UserError: There is none (never trained, or finished: a finished run removes its checkpoint).
+    """
+    found = [d / n for d in ([ckpt_dir] if ckpt_dir else []) for n in ("last", ".last.old")]
+    found = [d for d in found if (d / "loop.json").is_file()]
+    if not found:
+        finished = ckpt_dir is not None and (ckpt_dir.parent / "metrics.json").is_file()
+        raise UserError(
+            f"nothing to resume: no checkpoint in {ckpt_dir}"
+            + (" (this run finished: a finished run removes its checkpoint)" if finished else ""),
+            hint="run without --resume to start fresh",
+        )
+    return found[0]
 
 
 def answer_logits(
