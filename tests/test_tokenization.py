@@ -65,6 +65,48 @@ def test_decode_stitches_windows_back(tokenizer):
     assert all(0.5 < c <= 1 for c in conf)
 
 
+def _valid_iob2(tags):
+    return all(
+        not t.startswith("I-") or (prev is not None and prev[2:] == t[2:] and prev != "O")
+        for prev, t in zip([None, *tags[:-1]], tags)
+    )
+
+
+def test_decode_writes_the_most_probable_valid_iob2_sequence(tokenizer):
+    import itertools
+
+    import numpy as np
+
+    from fieldtune.tasks.token_classification import best_tags
+
+    task = get_task("ner")
+    # each word's own best tag would be "B-PER I-LOC O I-PER": a broken entity and a guessed one
+    probs = np.array(
+        [
+            [0.05, 0.05, 0.05, 0.8, 0.05],
+            [0.1, 0.05, 0.45, 0.05, 0.35],
+            [0.9, 0.02, 0.03, 0.02, 0.03],
+            [0.3, 0.05, 0.05, 0.1, 0.5],
+        ]
+    )
+    ex = TaggedSentence(("Ana", "Silva", "said", "Lisbon"), ("O",) * 4)
+    (feat,) = task.encode([ex], tokenizer, L2I, 512)
+    row = np.zeros((len(feat["input_ids"]), len(LABELS)))
+    for pos, word in feat["first"]:
+        row[pos] = np.log(probs[word])
+    ((tags, conf),) = task.decode([ex], [feat], [row], dict(enumerate(LABELS)), {})
+    assert tags == ["B-PER", "I-PER", "O", "O"]
+    assert conf == pytest.approx([0.8, 0.35, 0.9, 0.3])  # the chosen tag's probability, not the row's max
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # Viterbi = the best of every valid sequence, found by brute force
+        logits = rng.normal(0, 2, (5, len(LABELS)))
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        valid = [s for s in itertools.product(range(len(LABELS)), repeat=5) if _valid_iob2([LABELS[i] for i in s])]
+        best = max(valid, key=lambda s: sum(logp[w, i] for w, i in enumerate(s)))
+        assert best_tags(logits, LABELS) == list(best)
+    assert best_tags(np.log(probs[[0, 3]]), ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]) == [3, 4]  # valid: kept
+
+
 def test_raw_text_entities_map_to_character_offsets():
     task = get_task("ner")
     text = "Met  Ana Silva in São Paulo, Brazil!"

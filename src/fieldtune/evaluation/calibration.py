@@ -176,7 +176,7 @@ def group_scores(logits: np.ndarray, chosen: np.ndarray, groups: np.ndarray, tem
 def fit_group_temperature(logits: np.ndarray, chosen: np.ndarray, groups: np.ndarray, correct: np.ndarray) -> float:
     """The temperature T in [0.05, 20] that makes group scores (:func:`group_scores`, e.g. a predicted
     entity's score) best predict whether each group was right: minimum log loss against ``correct``.
-    The tags are each row's argmax at any T, so the groups stay what they are; only their scores move.
+    The tags are chosen once, at T = 1 (``chosen``), so the groups stay what they are; only their scores move.
 
     Returns:
         T rounded to 4 decimals; 1.0 when there is nothing to fit on or no T does better.

@@ -13,6 +13,7 @@ which keeps one piece per character and puts its label on a piece holding the ch
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -76,16 +77,16 @@ class TokenClassification(Task):
         return features
 
     def decode(self, examples, features, logits, id2label, state):
-        """Per example: (tags, per-word confidence); the dev-fitted temperature (see :meth:`tune`) rescales
-        the confidences, never the tags."""
+        """Per example: (tags, per-word confidence). The tags are the most probable valid IOB2 sequence
+        (:func:`best_tags`); the dev-fitted temperature (see :meth:`tune`) rescales the confidences, never
+        the tags."""
         temperature = state.get("temperature_scaling", 1.0)
-        out = [(["O"] * len(ex.tokens), [1.0] * len(ex.tokens)) for ex in examples]
-        for feat, row in zip(features, logits):  # row: (seq_len, num_labels)
-            probs = _softmax(row / temperature)
-            tags, conf = out[feat["example"]]
-            for pos, word in feat["first"]:
-                tags[word] = id2label[int(probs[pos].argmax())]
-                conf[word] = float(probs[pos].max())
+        labels = [id2label[i] for i in range(len(id2label))]
+        out = []
+        for rows in word_logits(examples, features, logits, labels):
+            ids = best_tags(rows, labels)
+            probs = _softmax(rows / temperature)
+            out.append(([labels[i] for i in ids], [float(probs[w, i]) for w, i in enumerate(ids)]))
         return out
 
     def loss(self, logits, labels, targets_per_batch=None):
@@ -95,21 +96,21 @@ class TokenClassification(Task):
         """Temperature scaling of entity scores: an entity's score is the mean confidence of its words'
         tags (what ``predict`` returns); the one temperature on the tag logits whose scores best predict,
         on dev, whether each predicted entity is exactly right (type and span; minimum log loss)."""
-        rows = _word_rows(features, logits)
-        picked, groups, correct = [], [], []
-        for i, ex in enumerate(examples):
-            tags = [labels[int(rows[i, w].argmax())] if (i, w) in rows else "O" for w in range(len(ex.tokens))]
+        picked, chosen, groups, correct = [], [], [], []
+        for ex, rows in zip(examples, word_logits(examples, features, logits, labels)):
+            ids = best_tags(rows, labels)
             gold = set(M.spans(list(ex.tags)))
-            for span in M.spans(tags):
-                picked += [rows[i, w] for w in range(span[1], span[2] + 1)]
-                groups += [len(correct)] * (span[2] - span[1] + 1)
+            for span in M.spans([labels[i] for i in ids]):
+                words = range(span[1], span[2] + 1)
+                picked += [rows[w] for w in words]
+                chosen += [ids[w] for w in words]
+                groups += [len(correct)] * len(words)
                 correct.append(span in gold)
         if len(correct) < 2:
             return {"temperature_scaling": 1.0}
-        stacked = np.stack(picked)
         return {
             "temperature_scaling": fit_group_temperature(
-                stacked, stacked.argmax(-1), np.array(groups), np.array(correct)
+                np.stack(picked), np.array(chosen), np.array(groups), np.array(correct)
             )
         }
 
@@ -284,9 +285,50 @@ def _check_entity(i: int, ent: Any, text: str, last_end: int, types: list[str], 
         raise UserError(f"entity {i + 1}: unknown type {label!r}; the model knows {types}")
 
 
-def _word_rows(features: list[dict[str, Any]], logits: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
-    """(example, word) -> the logits row ``decode`` reads the word's tag from (a later window wins, as there)."""
-    return {(feat["example"], word): row[pos] for feat, row in zip(features, logits) for pos, word in feat["first"]}
+def word_logits(
+    examples: Sequence[TaggedSentence], features: list[dict[str, Any]], logits: list[np.ndarray], labels: list[str]
+) -> list[np.ndarray]:
+    """Per example, its words' logits ``(words, labels)``, each read at the word's first piece (a word
+    in two windows: the later one's). A word with no piece (nothing the tokenizer keeps) is certainly
+    ``O``."""
+    certain_o = np.where(np.array(labels) == "O", 0.0, -1e4).astype(np.float32)
+    out = [np.tile(certain_o, (len(ex.tokens), 1)) for ex in examples]
+    for feat, row in zip(features, logits):
+        for pos, word in feat["first"]:
+            out[feat["example"]][word] = row[pos]
+    return out
+
+
+def best_tags(rows: np.ndarray, labels: list[str]) -> list[int]:
+    """The most probable tag sequence (Viterbi over the words' log-softmax scores) in which every
+    ``I-X`` follows ``B-X`` or ``I-X``: a softmax tagger picks each word's tag alone and can write
+    ``B-PER I-LOC`` or ``O I-ORG``, which the metrics then read as broken or guessed entities. Where
+    each word's own best tag already makes a valid sequence (most sentences), that is the answer."""
+    greedy = [int(i) for i in rows.argmax(-1)]
+    transition, inside = _transitions(tuple(labels))
+    if not greedy or (not inside[greedy[0]] and all(transition[a, b] == 0 for a, b in zip(greedy, greedy[1:]))):
+        return greedy
+    logp = rows - rows.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    score = np.where(inside, -np.inf, logp[0])
+    back = np.zeros(logp.shape, dtype=np.int64)
+    for w in range(1, len(logp)):
+        candidates = score[:, None] + transition
+        back[w] = candidates.argmax(0)
+        score = candidates.max(0) + logp[w]
+    path = [int(score.argmax())]
+    for w in range(len(logp) - 1, 0, -1):
+        path.append(int(back[w, path[-1]]))
+    return path[::-1]
+
+
+@functools.lru_cache(maxsize=16)
+def _transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """IOB2's transition scores ``(from, to)``: 0 where allowed, -inf for ``I-X`` after anything but
+    ``B-X`` / ``I-X``; and which labels are ``I-`` (no sentence starts with one)."""
+    inside = np.array([t.startswith("I-") for t in labels])
+    continues = np.array([[a[:2] in ("B-", "I-") and a[2:] == b[2:] for b in labels] for a in labels])
+    return np.where(~inside[None, :] | continues, 0.0, -np.inf), inside
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
