@@ -7,6 +7,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "fieldtune" / "samples"
+SESSION = "session-"  # the folders of session-scoped fixtures are named so: they stay to the end
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_folders_go(tmp_path_factory):
+    """The temporary folders a test module's fixtures made (a trained model is 90-470 MB) go when the
+    module ends; a test's own ``tmp_path`` goes when it passes (pyproject: ``tmp_path_retention_policy``).
+    Kept: session fixtures' folders and failed tests' (named after the test). The suite kept every
+    folder to its end, 10 GB, and filled a CI machine's disk."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    for path in set(base.iterdir()) - before:
+        if not path.name.startswith((SESSION, "test_")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def run(coro, timeout: float = 120):
@@ -46,7 +62,7 @@ def ner_file(tmp_path_factory) -> Path:
         for s in conll_sentences(SAMPLES / "wnut17" / "train.txt")
         if any(not line.endswith("\tO") for line in s) and len(s) <= 20
     ][:8]
-    path = tmp_path_factory.mktemp("ner") / "tiny.txt"
+    path = tmp_path_factory.mktemp(SESSION + "ner") / "tiny.txt"
     path.write_text("\n\n".join("\n".join(s) for s in sents) + "\n", encoding="utf-8")
     return path
 
@@ -59,7 +75,7 @@ def cls_file(tmp_path_factory) -> Path:
     keep, picked = ("card_arrival", "exchange_rate", "pin_blocked"), []
     for intent in keep:
         picked += [r for r in rows if r["category"] == intent][:4]
-    path = tmp_path_factory.mktemp("cls") / "tiny.csv"
+    path = tmp_path_factory.mktemp(SESSION + "cls") / "tiny.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["text", "category"])
         writer.writeheader()
@@ -74,7 +90,7 @@ def multilabel_file(tmp_path_factory) -> Path:
         rows = list(csv.DictReader(f))
     picked = [r for r in rows if r["category"] in ("card_arrival", "exchange_rate")][:6]
     picked += [r for r in rows if r["category"] == "pin_blocked"][:4]
-    path = tmp_path_factory.mktemp("ml") / "tiny.jsonl"
+    path = tmp_path_factory.mktemp(SESSION + "ml") / "tiny.jsonl"
     with open(path, "w", encoding="utf-8") as f:
         for r in picked:
             labels = [r["category"]] + (["mentions_card"] if "card" in r["text"].lower() else [])
@@ -142,7 +158,7 @@ def watch_sentiment(tmp_path_factory) -> Path:
     """
     from fieldtune import train
 
-    out = tmp_path_factory.mktemp("watch-sentiment")
+    out = tmp_path_factory.mktemp(SESSION + "watch-sentiment")
     with open(SAMPLES / "watch" / "sentiment_train.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:120]
     data = out / "train.csv"
@@ -184,7 +200,7 @@ def support_built(tmp_path_factory) -> tuple[Path, Path]:
     short training budget (80 steps). Tests that write to its database copy the folder first."""
     from fieldtune.apps.support.build import build_assistant
 
-    tmp = tmp_path_factory.mktemp("support")
+    tmp = tmp_path_factory.mktemp(SESSION + "support")
     questions = _rows(SAMPLES / "banking77" / "train.csv", "category", SUPPORT_INTENTS, 30)
     questions += _rows(SAMPLES / "support" / "oos_train.csv", "intent")[:40]
     test = _rows(SAMPLES / "banking77" / "test.csv", "category", SUPPORT_INTENTS)
