@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 from seqeval.metrics.sequence_labeling import get_entities
 
 from ..data.examples import TaggedSentence
@@ -308,8 +309,7 @@ def best_tags(rows: np.ndarray, labels: list[str]) -> list[int]:
     transition, inside = _transitions(tuple(labels))
     if not greedy or (not inside[greedy[0]] and all(transition[a, b] == 0 for a, b in zip(greedy, greedy[1:]))):
         return greedy
-    logp = rows - rows.max(-1, keepdims=True)
-    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    logp = log_softmax(rows, axis=-1)
     score = np.where(inside, -np.inf, logp[0])
     back = np.zeros(logp.shape, dtype=np.int64)
     for w in range(1, len(logp)):
