@@ -307,7 +307,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {', '.join(DATASETS)}")
     p.add_argument("--sizes", help="comma-separated sizes (e.g. 100,all), for every selected dataset")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"subset of {', '.join(CONTENDERS)}")
-    p.add_argument("--grid", choices=("small", "lean", "lean2", "full", "fast"), default="small")
+    p.add_argument("--grid", choices=[g for g in GRIDS if g != "quick"], default="small")  # quick: --quick
     p.add_argument("--grid-max-train", type=int, help="no grid above this many training examples")
     p.add_argument("--test-limit", type=int, help="a seeded, stratified N of test (quick runs)")
     p.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS of the children)")
