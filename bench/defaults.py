@@ -137,6 +137,9 @@ def child_fieldtune(cfg: dict[str, Any], metric: str) -> dict[str, Any]:
         "settings": {k: _resolved(k, resolved, tr) for k in ("lr", "epochs", "batch_size", "patience", "eval_every")},
         "train_stats": {k: v for k, v in tr.items() if not isinstance(v, (dict, list))},
         "advice": result.advice,
+        "budget": tr.get("budget"),
+        # (step, epoch, dev metric) at each evaluation: what a stopping rule would have seen
+        "dev_curve": [[e["step"], e["epoch"], e["dev"].get(metric)] for e in evals],
     }
 
 
