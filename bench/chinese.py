@@ -7,6 +7,7 @@ Rows (``--rows``; each dataset runs the rows that apply to its task):
 
     full       multilingual, method full, the automatic budget (nothing else set)
     full_sparse  the same with train.sparse_embeddings: true (the word-embedding rows a batch uses)
+    full_crf   the same with crf: true (a CRF layer over the tags; NER)
     lora       multilingual, method lora, the automatic budget
     setfit     multilingual, method setfit, data.shots=8, no contrastive step (classification)
     zero_shot  multilingual, method zero_shot, Chinese label descriptions (classification)
@@ -59,6 +60,7 @@ WORDS = {"label_words": {"0": "差评", "1": "好评"}}  # bad / good review: th
 ROWS: dict[str, tuple[str, int | None, dict[str, Any], tuple[str, ...]]] = {
     "full": ("full", None, {}, ("ner", "classification")),
     "full_sparse": ("full", None, {"train": {"sparse_embeddings": True}}, ("ner", "classification")),
+    "full_crf": ("full", None, {"crf": True}, ("ner",)),
     "frozen_embeddings": ("freeze", None, {"freeze_layers": 0}, ("ner", "classification")),
     "lora": ("lora", None, {}, ("ner", "classification")),
     "setfit": ("setfit", 8, {"setfit": {"body_epochs": 0}}, ("classification",)),

@@ -170,8 +170,9 @@ class TrainConfig(_Strict):
         None,
         ge=0,
         description="Stop after N evaluations without dev improvement (the best weights are restored). Null: 3 for "
-        "the automatic budget (never before train.min_steps), none when train.epochs or train.max_steps is set "
-        "(they mean exactly that); 0: never stop early.",
+        "the automatic budget (never before train.min_steps; 1 past the plan when the plan's last evaluation "
+        "gained < 2%: converged), none when train.epochs or train.max_steps is set (they mean exactly that); "
+        "0: never stop early. A set value holds past the plan too.",
     )
     metric: str | None = Field(
         None, description="Dev metric to select on (default: f1 for ner, accuracy / micro_f1 for classification)."
@@ -331,6 +332,12 @@ class RunConfig(_Strict):
     freeze_layers: int = Field(
         2, ge=0, description="method=freeze: how many bottom transformer layers to freeze (embeddings always)."
     )
+    crf: bool = Field(
+        False,
+        description="task=ner with an encoder: a CRF layer over the tag logits (learned scores for each pair of "
+        "neighbouring tags, trained on each sentence's likelihood; pytorch-crf). Batches hold whole sentences "
+        '(train.packing is not used). See README, "Chinese", for what it is worth.',
+    )
     data: DataConfig
     output: Path = Field(
         Path("runs/run"), description="Run directory: model/, metrics.json, report.md, plots, log.jsonl."
@@ -345,6 +352,8 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if self.data.dev is None and self.data.train == self.data.test:
             raise ValueError("data.test is the same file as data.train; give a held-out test file")
+        if self.crf and self.task != "ner":
+            raise ValueError("crf: a CRF layer tags words; it is for task ner")
         if self.abstain.enabled and self.task != "classification":
             raise ValueError("abstain: thresholds and conformal sets are for task classification only")
         return self

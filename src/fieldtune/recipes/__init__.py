@@ -34,6 +34,12 @@ def plan(cfg: RunConfig) -> Recipe:
     recipe = get_recipe(check(cfg.task, cfg.method, kind, cfg.model))
     if recipe.validate is not None:
         recipe.validate(cfg)
+    if cfg.crf and recipe.name != "encoder":
+        raise UserError(
+            f"crf: method {cfg.method!r} on a {kind.replace('_', ' ')} model has no tag logits to put a CRF on",
+            hint="use an encoder (minilm, multilingual, ...) with a fine-tuning method (full, freeze, head, lora, "
+            "...), or remove crf",
+        )
     if cfg.abstain.enabled and not recipe.calibrates:
         raise UserError(
             f"abstain: method {cfg.method!r} does not fit abstention thresholds or conformal sets",

@@ -12,10 +12,11 @@ from ..artifacts import save_artifact
 from ..config import RunConfig
 from ..evaluation.calibration import uncalibrated_state
 from ..inference import forward_logits
-from ..methods import apply_method, head_modules
+from ..methods import apply_method, count_parameters, head_modules
 from ..models.encoder import load_encoder
 from ..runs import RunRecord, RunResult, TrainStats, artifact_meta, evaluate_splits, start_output, write_run
 from ..runs.trust import fit_trust
+from ..tasks.crf import attach_crf, crf_loss, crf_scores, detach_crf
 from ..training import setup
 from .common import fit, read_data
 from .registry import Recipe, register_recipe
@@ -29,6 +30,11 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     enc = load_encoder(cfg, task.auto_model, labels, task.model_kwargs(labels), setup.attention(cfg))
     start_head(enc.model, task.head_bias(splits.train, labels))  # before peft copies the head
     model, params = apply_method(enc.model, cfg.method, cfg.freeze_layers, cfg.peft)  # peft: wrapped
+    crf = attach_crf(model, len(labels)) if cfg.crf else None  # after the method: it trains under every one
+    if crf is not None:
+        params = count_parameters(model)
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"packing": False})})  # whole rows
+    trained_state = (lambda: {"crf": crf_scores(crf)}) if crf is not None else dict
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
     encoded = {name: task.encode(ex, enc.tokenizer, label2id, enc.max_length) for name, ex in splits.named()}
@@ -40,7 +46,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         return forward_logits(m, features, cfg.train.eval_batch_size, pad_id)
 
     def dev_metrics(m: torch.nn.Module) -> dict[str, Any]:
-        decoded = task.decode(splits.dev, encoded["dev"], logits(m, encoded["dev"]), id2label, {})
+        decoded = task.decode(splits.dev, encoded["dev"], logits(m, encoded["dev"]), id2label, trained_state())
         return task.metrics(splits.dev, decoded, labels)
 
     model, state, budget = fit(
@@ -50,7 +56,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         dev_metrics,
         accelerator,
         pad_id,
-        loss=task.loss,
+        loss=task.loss if crf is None else crf_loss(crf),
         kind="encoder",
         n_labels=len(labels),
         head_lr=task.new_head_lr,
@@ -59,7 +65,9 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
     )
     model.eval()
     dev_logits = logits(model, encoded["dev"])
-    tuned = task.tune(splits.dev, encoded["dev"], dev_logits, labels)  # a temperature, a multi-label threshold
+    tuned = trained_state()  # a CRF's scores
+    tuned.update(task.tune(splits.dev, encoded["dev"], dev_logits, labels, tuned))  # a temperature, a threshold
+    detach_crf(model)  # the weights are saved without it: its scores are in the state
     calibrated = task.decode(splits.dev, encoded["dev"], dev_logits, id2label, tuned)
     tuned.update(fit_trust(cfg.abstain, task, splits.dev, calibrated))  # abstention, conformal q̂
     seen: dict[str, list[Any]] = {}  # each split's logits, as predict computed them

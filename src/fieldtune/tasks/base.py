@@ -86,9 +86,15 @@ class Task(ABC):
         return {}
 
     def tune(
-        self, examples: list[Example], features: list[dict[str, Any]], logits: list[np.ndarray], labels: list[str]
+        self,
+        examples: list[Example],
+        features: list[dict[str, Any]],
+        logits: list[np.ndarray],
+        labels: list[str],
+        state: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Fit post-training state on dev (e.g. a multi-label threshold). Stored in the artifact."""
+        """Fit post-training state on dev (e.g. a multi-label threshold), given the state training left
+        (a CRF's scores). Stored in the artifact."""
         return {}
 
     def head_bias(self, examples: list[Example], labels: list[str]) -> np.ndarray | None:

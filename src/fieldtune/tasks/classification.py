@@ -74,7 +74,7 @@ class Classification(_TextTask):
             probs = top_label_apply(probs, state["top_label"])
         return [dict(zip(id2label.values(), row.tolist())) for row in probs]
 
-    def tune(self, examples, features, logits, labels):
+    def tune(self, examples, features, logits, labels, state=None):
         """Temperature scaling: the one T that minimises dev NLL of softmax(logits / T); then, when dev
         has enough right and wrong answers and it lowers held-out ECE there, a Platt map of the top
         label's confidence (``calibration.choose_top_label``)."""
@@ -204,7 +204,7 @@ class MultiLabel(_TextTask):
         threshold = state.get("threshold", 0.5)
         return [{"scores": dict(zip(id2label.values(), row.tolist())), "threshold": threshold} for row in probs]
 
-    def tune(self, examples, features, logits, labels):
+    def tune(self, examples, features, logits, labels, state=None):
         """A shared temperature on the sigmoid logits (min dev BCE), then the single threshold on the
         calibrated scores that maximises dev micro-F1 (0.05 .. 0.95)."""
         gold = M.multi_hot([ex.labels for ex in examples], labels)

@@ -44,6 +44,7 @@ _CJK_CHAR = re.compile(rf"[{CJK}]")
 _SPACED_WORD = re.compile(rf"[{CJK}]|[^\s{CJK}]+")
 METASPACE = "▁"  # sentencepiece's word-start mark
 IGNORE = -100
+CrfScores = tuple[np.ndarray, np.ndarray, np.ndarray]  # a CRF's start, transition (from, to) and end scores
 
 
 @register
@@ -83,9 +84,9 @@ class TokenClassification(Task):
         the tags."""
         temperature = state.get("temperature_scaling", 1.0)
         labels = [id2label[i] for i in range(len(id2label))]
-        out = []
+        crf, out = crf_arrays(state), []
         for rows in word_logits(examples, features, logits, labels):
-            ids = best_tags(rows, labels)
+            ids = best_tags(rows, labels, crf)
             probs = _softmax(rows / temperature)
             out.append(([labels[i] for i in ids], [float(probs[w, i]) for w, i in enumerate(ids)]))
         return out
@@ -93,13 +94,15 @@ class TokenClassification(Task):
     def loss(self, logits, labels, targets_per_batch=None):
         return token_loss(logits, labels, targets_per_batch)
 
-    def tune(self, examples, features, logits, labels):
+    def tune(self, examples, features, logits, labels, state=None):
         """Temperature scaling of entity scores: an entity's score is the mean confidence of its words'
         tags (what ``predict`` returns); the one temperature on the tag logits whose scores best predict,
-        on dev, whether each predicted entity is exactly right (type and span; minimum log loss)."""
+        on dev, whether each predicted entity is exactly right (type and span; minimum log loss). The
+        tags are decoded as ``decode`` does with ``state`` (a CRF's scores)."""
         picked, chosen, groups, correct = [], [], [], []
+        crf = crf_arrays(state or {})
         for ex, rows in zip(examples, word_logits(examples, features, logits, labels)):
-            ids = best_tags(rows, labels)
+            ids = best_tags(rows, labels, crf)
             gold = set(M.spans(list(ex.tags)))
             for span in M.spans([labels[i] for i in ids]):
                 words = range(span[1], span[2] + 1)
@@ -300,26 +303,43 @@ def word_logits(
     return out
 
 
-def best_tags(rows: np.ndarray, labels: list[str]) -> list[int]:
-    """The most probable tag sequence (Viterbi over the words' log-softmax scores) in which every
-    ``I-X`` follows ``B-X`` or ``I-X``: a softmax tagger picks each word's tag alone and can write
-    ``B-PER I-LOC`` or ``O I-ORG``, which the metrics then read as broken or guessed entities. Where
-    each word's own best tag already makes a valid sequence (most sentences), that is the answer."""
-    greedy = [int(i) for i in rows.argmax(-1)]
+def best_tags(rows: np.ndarray, labels: list[str], crf: CrfScores | None = None) -> list[int]:
+    """The most probable tag sequence (Viterbi) in which every ``I-X`` follows ``B-X`` or ``I-X``: a
+    softmax tagger picks each word's tag alone and can write ``B-PER I-LOC`` or ``O I-ORG``, which the
+    metrics then read as broken or guessed entities.
+
+    Without ``crf`` the words' log-softmax scores are summed; where each word's own best tag already makes a
+    valid sequence (most sentences), that is the answer. With a CRF's learned scores (:func:`crf_arrays`)
+    the sum is the CRF's: the logits plus the start, transition and end scores."""
     transition, inside = _transitions(tuple(labels))
-    if not greedy or (not inside[greedy[0]] and all(transition[a, b] == 0 for a, b in zip(greedy, greedy[1:]))):
-        return greedy
-    logp = log_softmax(rows, axis=-1)
-    score = np.where(inside, -np.inf, logp[0])
-    back = np.zeros(logp.shape, dtype=np.int64)
-    for w in range(1, len(logp)):
+    if crf is None:
+        greedy = [int(i) for i in rows.argmax(-1)]
+        if not greedy or (not inside[greedy[0]] and all(transition[a, b] == 0 for a, b in zip(greedy, greedy[1:]))):
+            return greedy
+        scores, start, end = log_softmax(rows, axis=-1), np.zeros(len(labels)), np.zeros(len(labels))
+    else:
+        if not len(rows):
+            return []
+        scores, (start, learned, end) = rows, crf
+        transition = transition + learned
+    score = np.where(inside, -np.inf, start + scores[0])
+    back = np.zeros(scores.shape, dtype=np.int64)
+    for w in range(1, len(scores)):
         candidates = score[:, None] + transition
         back[w] = candidates.argmax(0)
-        score = candidates.max(0) + logp[w]
-    path = [int(score.argmax())]
-    for w in range(len(logp) - 1, 0, -1):
+        score = candidates.max(0) + scores[w]
+    path = [int((score + end).argmax())]
+    for w in range(len(scores) - 1, 0, -1):
         path.append(int(back[w, path[-1]]))
     return path[::-1]
+
+
+def crf_arrays(state: dict[str, Any]) -> CrfScores | None:
+    """A run's CRF scores (``state["crf"]``, see ``tasks.crf``) as arrays; None for a softmax tagger."""
+    crf = state.get("crf")
+    if not crf:
+        return None
+    return np.asarray(crf["start"]), np.asarray(crf["transitions"]), np.asarray(crf["end"])
 
 
 @functools.lru_cache(maxsize=16)

@@ -29,7 +29,7 @@ from ..tasks.losses import IGNORE
 from ..utils.atomic import replace_dir
 from ..utils.progress import log_line, progress_bar
 from .batching import LengthGroupedBatches, can_pack, collate, collate_packed
-from .budget import Budget
+from .budget import CONVERGED_GAIN, Budget
 from .optim import build_optimizer, build_scheduler
 from .sparse_rows import clip_grad_norm, sparse_embedding
 
@@ -48,6 +48,7 @@ class LoopState:
     best_epoch: float = 0.0  # epochs completed when the best model was seen
     best_seconds: float = 0.0  # seconds into training when the best model was seen
     bad_evals: int = 0  # evaluations since the last improvement
+    plan_gain: float | None = None  # the plan's last evaluation's relative gain over the best before it
     real_tokens: int = 0  # non-padding word-pieces trained on (this process)
     padded_tokens: int = 0  # word-pieces including padding
     seconds: float = 0.0  # seconds so far (steps, evaluations, checkpoints), across resumes
@@ -202,6 +203,8 @@ class Loop:
         value = dev[self.metric]
         lower = self.metric in LOWER_IS_BETTER
         improved = state.best is None or (value < state.best if lower else value > state.best)
+        if state.step <= self.budget.plan_steps:
+            state.plan_gain = relative_gain(value, state.best, lower)
         if improved:
             state.best, state.best_step, state.best_seconds = value, state.step, state.seconds
             state.best_epoch = self._epochs_done()
@@ -209,7 +212,7 @@ class Loop:
             self.best_weights = {k: v.detach().clone() for k, v in acc.unwrap_model(self.model).state_dict().items()}
         else:
             state.bad_evals += 1
-        patience = self.budget.patience
+        patience = self._patience()
         if patience and state.bad_evals >= patience and state.step >= self.budget.min_steps:
             state.stopped_early, state.stop_reason = True, "early stopping"
         record = {
@@ -231,6 +234,16 @@ class Loop:
         if self.ckpt_dir is not None and self.cfg.checkpoint:
             self._checkpoint()
         return state.stopped_early
+
+    def _patience(self) -> int | None:
+        """Evaluations without improvement that stop the run: the budget's, and past the plan of a run that
+        had converged there (its last evaluation gained less than ``CONVERGED_GAIN``) the budget's
+        ``converged_patience``."""
+        budget, state = self.budget, self.state
+        converged = state.plan_gain is not None and state.plan_gain < CONVERGED_GAIN
+        if state.step > budget.plan_steps and converged:
+            return budget.converged_patience
+        return budget.patience
 
     def _at_end(self) -> bool:
         """The budget's last step, or its time cap (decided by the main process's clock, so that every
@@ -272,6 +285,13 @@ class Loop:
         if self.accelerator.is_main_process:  # the log restarts from what the checkpoint knew
             for record in self.state.history:
                 self.on_eval(record)
+
+
+def relative_gain(value: float, best: float | None, lower_is_better: bool) -> float:
+    """How much ``value`` improves on ``best``, relative to it (1.0 with nothing to compare to)."""
+    if best is None or best == 0:
+        return 1.0
+    return (best - value if lower_is_better else value - best) / abs(best)
 
 
 def last_checkpoint(ckpt_dir: Path | None) -> Path:
