@@ -170,7 +170,7 @@ class TrainConfig(_Strict):
         None,
         ge=0,
         description="Stop after N evaluations without dev improvement (the best weights are restored). Null: 3 for "
-        "the automatic budget (never before train.min_steps; 1 past the plan when the plan's last evaluation "
+        "the automatic budget (never before train.min_steps; 2 past the plan when the plan's last evaluation "
         "gained < 2%: converged), none when train.epochs or train.max_steps is set (they mean exactly that); "
         "0: never stop early. A set value holds past the plan too.",
     )
