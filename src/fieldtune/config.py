@@ -336,7 +336,7 @@ class RunConfig(_Strict):
         False,
         description="task=ner with an encoder: a CRF layer over the tag logits (learned scores for each pair of "
         "neighbouring tags, trained on each sentence's likelihood; pytorch-crf). Batches hold whole sentences "
-        '(train.packing is not used). See README, "Chinese", for what it is worth.',
+        '(train.packing is not used). What it is worth: README, "Data".',
     )
     data: DataConfig
     output: Path = Field(
