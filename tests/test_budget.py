@@ -26,6 +26,7 @@ def test_small_data_gets_enough_steps_large_data_three_epochs_then_on_while_impr
     assert (small.batch_size, small.epochs, small.total_steps, small.min_steps) == (16, 24, 600, 200)
     assert small.automatic and small.eval_every is None and small.max_seconds == 3600 and small.patience == 3
     assert small.lr == 1e-4 and any("lr 0.0001: method full" in w for w in small.why)
+    assert small.converged_patience == 2 and any("2 flat evaluations if the plan's last" in w for w in small.why)
     large = plan_budget(TrainConfig(), 14_000, "encoder")
     assert (large.batch_size, large.epochs, large.total_steps) == (32, 9, 9 * 438)  # plan: 3 epochs
     assert plan_budget(TrainConfig(), LARGE_DATA - 1, "encoder").batch_size == 16

@@ -124,7 +124,8 @@ def plan_budget(
             f"improves (restarting at the full rate), up to {EXTEND}x the plan and at most {t.max_epochs} "
             "(train.max_epochs); early stopping ends sooner"
             + (
-                f" (past the plan: one flat evaluation if the plan's last gained < {CONVERGED_GAIN:.0%})"
+                f" (past the plan: {CONVERGED_PATIENCE} flat evaluations if the plan's last gained"
+                f" < {CONVERGED_GAIN:.0%})"
                 if t.patience is None
                 else ""
             )
