@@ -90,6 +90,38 @@ def test_many_labels_get_more_steps():
     assert plan_budget(TrainConfig(epochs=2), 385, "encoder", n_labels=77).total_steps == 50  # explicit wins
 
 
+def test_many_classes_learn_at_the_task_s_rate_with_fewer_steps_a_label():
+    many = plan_budget(TrainConfig(), 770, "encoder", n_labels=77, many_class_lr=3e-4)  # 49 steps an epoch
+    assert (many.lr, many.head_lr, many.min_steps, many.plan_steps) == (3e-4, 3e-4, 7 * 77, 11 * 49)
+    assert any(w.startswith("lr 0.0003: 77 classes (more than 20) with few examples each") for w in many.why)
+    plenty = plan_budget(TrainConfig(), 9003, "encoder", n_labels=77, many_class_lr=3e-4)  # 3 epochs: 846 > 7 * 77
+    assert (plenty.lr, plenty.min_steps, plenty.plan_steps) == (1e-4, 770, 846)
+    assert any("7 per label, 77 labels" in w for w in many.why)
+    assert [get_task(t).many_class_lr for t in ("classification", "multilabel", "ner")] == [3e-4, None, None]
+    twenty = plan_budget(TrainConfig(), 770, "encoder", n_labels=20, many_class_lr=3e-4)
+    assert (twenty.lr, twenty.min_steps) == (1e-4, 200)  # not many
+    multilabel = plan_budget(TrainConfig(), 225, "encoder", n_labels=30)  # the task has no many-class rate
+    assert (multilabel.lr, multilabel.min_steps) == (1e-4, 300)
+    set_lr = plan_budget(TrainConfig(lr=1e-4), 770, "encoder", n_labels=77, many_class_lr=3e-4)
+    assert (set_lr.lr, set_lr.min_steps) == (1e-4, 770)  # a set rate: 10 steps a label, as before
+    assert plan_budget(TrainConfig(), 770, "encoder", "lora", n_labels=77, many_class_lr=3e-4).lr == 2e-3  # higher
+
+
+def test_a_classifier_over_many_intents_trains_at_the_many_class_rate(tmp_path):
+    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):  # 13 real intents, each split in two: 26 classes
+        row["category"] += f"_{i % 2}"
+    path = tmp_path / "train.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = {"task": "classification", "data": {"train": str(path)}, "output": str(tmp_path / "out")}
+    stats = fieldtune.train({**cfg, "train": {"checkpoint": False, "max_steps": 2}}, progress=False).metrics["train"]
+    assert stats["budget"]["lr"] == 3e-4 and stats["budget"]["head_lr"] == 3e-4 and stats["steps"] == 2
+
+
 def test_a_decoder_trains_in_batches_of_eight():
     assert plan_budget(TrainConfig(), 240, "causal_lm", "lora").batch_size == 8
 

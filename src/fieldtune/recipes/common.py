@@ -36,6 +36,7 @@ def fit(
     kind: str,
     n_labels: int = 0,
     head_lr: float | None = None,
+    many_class_lr: float | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[torch.nn.Module, LoopState, Budget]:
@@ -50,7 +51,7 @@ def fit(
         artifact, which predicts in fp32; bf16 autocast, where on, was for training and model selection),
         the loop's final state and the budget it ran.
     """
-    budget = plan_budget(cfg.train, len(features), kind, cfg.method, n_labels, head_lr)
+    budget = plan_budget(cfg.train, len(features), kind, cfg.method, n_labels, head_lr, many_class_lr)
     if progress and accelerator.is_main_process:  # on a terminal too: the settings chosen for the user
         for reason in budget.why:
             print(f"budget: {reason}", file=sys.stderr, flush=True)

@@ -60,6 +60,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> RunResul
         kind="encoder",
         n_labels=len(labels),
         head_lr=task.new_head_lr,
+        many_class_lr=task.many_class_lr,
         resume=resume,
         progress=progress,
     )

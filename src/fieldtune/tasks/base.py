@@ -25,6 +25,9 @@ class Task(ABC):
     chat: bool = False  # served by /v1/chat/completions (a conversation in, generated text out)
     # the new head's learning rate at least, by default (None: the body's): see TokenClassification
     new_head_lr: float | None = None
+    # the body's learning rate at least, by default, when the head has more than budget.MANY_CLASSES labels with
+    # few examples each (None: the method's): see Classification and training/budget.py
+    many_class_lr: float | None = None
     conll_txt: bool = False  # a .txt file of this task's data may be CoNLL columns, not one text a line
     # why the predictions of this task have no label distribution for drift to compare (None: they have)
     no_label_distribution: str | None = None

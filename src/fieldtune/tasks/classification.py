@@ -56,6 +56,9 @@ class Classification(_TextTask):
 
     name = "classification"
     default_metric = "accuracy"
+    # a softmax over many classes with few examples each learns at 3e-4 (and 7 steps a label: training/budget.py):
+    # BANKING77's 77 intents with 10 per intent, 80.70 in 172 s at 1e-4 -> 81.10 in 109 s (the grid's choice too)
+    many_class_lr = 3e-4
 
     def _target(self, ex, label2id):
         return label2id[ex.labels[0]] if ex.labels else -100
