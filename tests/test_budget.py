@@ -108,15 +108,10 @@ def test_many_classes_learn_at_the_task_s_rate_with_fewer_steps_a_label():
 
 
 def test_a_classifier_over_many_intents_trains_at_the_many_class_rate(tmp_path):
-    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = _banking_sample()
     for i, row in enumerate(rows):  # 13 real intents, each split in two: 26 classes
         row["category"] += f"_{i % 2}"
-    path = tmp_path / "train.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["text", "category"])
-        writer.writeheader()
-        writer.writerows(rows)
+    path = _write_csv(tmp_path / "train.csv", rows)
     cfg = {"task": "classification", "data": {"train": str(path)}, "output": str(tmp_path / "out")}
     stats = fieldtune.train({**cfg, "train": {"checkpoint": False, "max_steps": 2}}, progress=False).metrics["train"]
     assert stats["budget"]["lr"] == 3e-4 and stats["budget"]["head_lr"] == 3e-4 and stats["steps"] == 2
@@ -129,20 +124,27 @@ def test_a_decoder_trains_in_batches_of_eight():
 @pytest.fixture(scope="module")
 def six_intents(tmp_path_factory) -> tuple[Path, Path]:
     """72 real BANKING77 queries to train on (12 of each of 6 intents) and 48 others to select on."""
-    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = _banking_sample()
     folder = tmp_path_factory.mktemp("six")
     train, dev = [], []
     for intent in INTENTS:
         mine = [r for r in rows if r["category"] == intent]
         train, dev = train + mine[:12], dev + mine[12:20]
-    paths = folder / "train.csv", folder / "dev.csv"
-    for path, part in zip(paths, (train, dev)):
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["text", "category"])
-            writer.writeheader()
-            writer.writerows(part)
-    return paths
+    return _write_csv(folder / "train.csv", train), _write_csv(folder / "dev.csv", dev)
+
+
+def _banking_sample() -> list[dict[str, str]]:
+    """The shipped BANKING77 sample's training rows (text, category)."""
+    with open(SAMPLES / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def _config(six_intents, output: Path, **train) -> dict:

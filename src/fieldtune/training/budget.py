@@ -14,8 +14,8 @@ Explicit settings mean exactly what they say. Left null (the default), they are 
 - **batch size**: 16 for an encoder (32 from ``LARGE_DATA`` examples on), 8 for a decoder;
 - **epochs**: the plan is enough for ``train.min_steps`` optimizer steps (``STEPS_PER_LABEL`` per label
   when that is more, ``MANY_CLASS_STEPS_PER_LABEL`` at the many-class rate: 539 for 77 intents), at least
-  ``MIN_EPOCHS``; the run may go on to ``EXTEND`` times
-  the plan (at most ``train.max_epochs``) while dev keeps improving — early stopping ends it. The
+  ``MIN_EPOCHS``; the run may go on to ``EXTEND`` times the plan (at most ``train.max_epochs``) while dev
+  keeps improving — early stopping ends it. The
   learning rate decays to zero at the plan's end and restarts at its peak for the extension
   (``optim.build_scheduler``). 400 sentences in batches of 32 are 13 steps an
   epoch: the old fixed 3 epochs were 39 steps and an underfit model. A stop at the plan was still too
